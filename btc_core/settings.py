@@ -1,0 +1,113 @@
+"""Every setting of the pipeline, read from ``BTC_*`` environment variables in this one place.
+
+Orchestrators and the CLI build a :class:`Settings` with :meth:`Settings.from_env` and may
+override single fields with :func:`dataclasses.replace`; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from btc_core.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REPLAY_FILE = PROJECT_ROOT / "data" / "replay" / "btc_hourly_2023-10-01_2023-12-31.csv"
+SOURCES = ("replay", "coingecko", "coinbase")
+NOTIFY_CHANNELS = ("stdout", "webhook", "file", "none")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration. Secrets (API key, webhook URL) are excluded from ``repr``."""
+
+    source: str = "replay"
+    failover_source: str = "coinbase"
+    replay_file: Path = DEFAULT_REPLAY_FILE
+    db_path: Path = PROJECT_ROOT / "var" / "btc.duckdb"
+    lock_timeout_s: float = 60.0
+    coingecko_url: str = "https://api.coingecko.com/api/v3"
+    coingecko_api_key: str = ""
+    coingecko_key_kind: str = "demo"
+    coinbase_url: str = "https://api.exchange.coinbase.com"
+    connect_timeout_s: float = 3.05
+    read_timeout_s: float = 10.0
+    http_retries: int = 3
+    retry_max_wait_s: float = 30.0
+    lookback_hours: int = 24
+    max_staleness_s: float = 3600.0
+    max_price_usd: float = 10_000_000.0
+    notify: str = "stdout"
+    webhook_url: str = ""
+    notify_file: Path = PROJECT_ROOT / "var" / "notifications.jsonl"
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and value:
+                value = "***"
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    __str__ = __repr__
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read ``BTC_<FIELD>`` variables (upper case), then apply keyword ``overrides``."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"BTC_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` with one clear line for an impossible combination."""
+        if self.source not in SOURCES:
+            raise ConfigError(f"unknown source {self.source!r}; choose one of {', '.join(SOURCES)}")
+        if self.failover_source not in (*SOURCES, "none"):
+            raise ConfigError(
+                f"unknown failover source {self.failover_source!r}; "
+                f"choose one of {', '.join(SOURCES)} or none"
+            )
+        if self.notify not in NOTIFY_CHANNELS:
+            raise ConfigError(
+                f"unknown notify channel {self.notify!r}; choose one of {', '.join(NOTIFY_CHANNELS)}"
+            )
+        if self.notify == "webhook" and not self.webhook_url:
+            raise ConfigError("notify=webhook needs BTC_WEBHOOK_URL (a secret) to be set")
+        if self.coingecko_key_kind not in ("demo", "pro"):
+            raise ConfigError("BTC_COINGECKO_KEY_KIND must be 'demo' or 'pro'")
+        for name in ("lock_timeout_s", "connect_timeout_s", "read_timeout_s", "max_price_usd"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"BTC_{name.upper()} must be > 0")
+        if self.http_retries < 0 or self.lookback_hours <= 0:
+            raise ConfigError("BTC_HTTP_RETRIES must be >= 0 and BTC_LOOKBACK_HOURS > 0")
+
+    def secrets(self) -> list[str]:
+        """The secret values in force, for redaction."""
+        return [v for v in (self.coingecko_api_key, self.webhook_url) if v]
+
+
+SECRET_FIELDS = frozenset({"coingecko_api_key", "webhook_url"})
+
+
+def _coerce(name: str, type_name: object, raw: str) -> object:
+    kind = str(type_name)
+    try:
+        if kind == "float":
+            return float(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "Path":
+            return Path(raw).expanduser()
+    except ValueError:
+        raise ConfigError(f"BTC_{name.upper()}={raw!r} is not a valid {kind}") from None
+    return raw

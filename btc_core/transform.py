@@ -1,0 +1,128 @@
+"""Daily averages in SQL and the byte-stable export JSON of the output contract.
+
+The average is taken over ``DECIMAL(18,8)`` prices: the sum is exact, so the result does not
+depend on how DuckDB splits the work between threads, and every orchestrator gets the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from btc_core.store import Store
+
+DELETE_DAYS = """
+DELETE FROM daily_avg
+ WHERE ($first IS NULL OR day >= $first) AND ($last IS NULL OR day <= $last)
+"""
+
+INSERT_DAYS = """
+INSERT INTO daily_avg
+SELECT CAST(ts AS DATE) AS day,
+       CAST(avg(CAST(price_usd AS DECIMAL(18, 8))) AS DOUBLE) AS avg_price_usd,
+       CAST(count(*) AS INTEGER) AS n_obs
+  FROM observations
+ WHERE ($first IS NULL OR ts >= CAST($first AS TIMESTAMP))
+   AND ($last IS NULL OR ts < CAST($last AS TIMESTAMP) + INTERVAL 1 DAY)
+ GROUP BY ALL
+ ORDER BY day
+"""
+
+
+@dataclass(frozen=True)
+class DayAvg:
+    """One row of ``daily_avg``."""
+
+    day: date
+    avg_price_usd: float
+    n_obs: int
+
+    def contract(self) -> dict[str, object]:
+        """This row as the export JSON shows it."""
+        return {
+            "day": self.day.isoformat(),
+            "avg_price_usd": round(self.avg_price_usd, 2),
+            "n_obs": self.n_obs,
+        }
+
+
+@dataclass(frozen=True)
+class Latest:
+    """The newest daily average and the change against the day before (if any)."""
+
+    current: DayAvg
+    previous: DayAvg | None
+
+    @property
+    def change_pct(self) -> float | None:
+        if self.previous is None:
+            return None
+        return (self.current.avg_price_usd / self.previous.avg_price_usd - 1.0) * 100.0
+
+
+def refresh_daily_avg(store: Store, first: date | None = None, last: date | None = None) -> int:
+    """Recompute ``daily_avg`` for the days ``first``..``last`` (all days when None), in one
+    transaction. Returns the number of days written."""
+    with store.connect() as con:
+        con.begin()
+        try:
+            con.execute(DELETE_DAYS, {"first": first, "last": last})
+            con.execute(INSERT_DAYS, {"first": first, "last": last})
+            (n,) = con.execute(
+                """SELECT count(*) FROM daily_avg
+                    WHERE ($first IS NULL OR day >= $first) AND ($last IS NULL OR day <= $last)""",
+                {"first": first, "last": last},
+            ).fetchone()  # type: ignore[misc]
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+    return n
+
+
+def daily_rows(
+    con: duckdb.DuckDBPyConnection, first: date | None = None, last: date | None = None
+) -> list[DayAvg]:
+    """Rows of ``daily_avg`` sorted by day, optionally limited to ``first``..``last``."""
+    rows = con.execute(
+        """SELECT day, avg_price_usd, n_obs FROM daily_avg
+            WHERE ($first IS NULL OR day >= $first) AND ($last IS NULL OR day <= $last)
+            ORDER BY day""",
+        {"first": first, "last": last},
+    ).fetchall()
+    return [DayAvg(*row) for row in rows]
+
+
+def latest(store: Store) -> Latest | None:
+    """The last two days of ``daily_avg``, or None when it is empty."""
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT day, avg_price_usd, n_obs FROM daily_avg ORDER BY day DESC LIMIT 2"
+        ).fetchall()
+    if not rows:
+        return None
+    days = [DayAvg(*row) for row in rows]
+    return Latest(days[0], days[1] if len(days) > 1 else None)
+
+
+def export_json(rows: list[DayAvg]) -> str:
+    """The output contract: a JSON list sorted by day, keys sorted, 2-decimal prices, one
+    trailing newline. Same rows, same bytes."""
+    ordered = sorted(rows, key=lambda r: r.day)
+    return json.dumps([r.contract() for r in ordered], indent=2, sort_keys=True) + "\n"
+
+
+def export(store: Store, out: Path | None = None) -> str:
+    """Export the whole ``daily_avg`` table; write it to ``out`` atomically when given."""
+    with store.connect() as con:
+        text = export_json(daily_rows(con))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+    return text
