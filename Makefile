@@ -1,0 +1,39 @@
+# Thin targets: the work is done by uv, the CLIs of the tools, and scripts under scripts/.
+# `make demo` and `make test` are the two commands of the README.
+
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+RUN := $(UV) run --frozen
+
+.PHONY: help setup demo test test-main test-unit lint format bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup:  ## install uv (if missing) and the locked main environment
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen
+
+demo: setup  ## the main job on embedded defaults: replay data, no account, no internet
+	$(RUN) btc run
+	$(RUN) btc export --out var/daily_avg.json
+
+test: setup  ## every test suite (what CI runs)
+	$(RUN) pytest
+
+test-unit: setup  ## the fast unit tests only
+	$(RUN) pytest tests/unit
+
+lint: setup  ## ruff lint and format check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format: setup
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+bench: setup  ## benchmarks, each printing a ratio against a baseline measured in the same run
+	$(RUN) python -m bench.ingest
+
+clean:  ## remove generated data (var/, out/)
+	rm -rf var out
