@@ -16,7 +16,7 @@ import requests
 from btc_core.errors import NotifyError
 from btc_core.settings import Settings
 from btc_core.sources import USER_AGENT
-from btc_core.transform import Latest
+from btc_core.transform import Latest, round_cents
 
 
 def message(latest: Latest | None) -> str:
@@ -35,7 +35,7 @@ def payload(latest: Latest | None) -> dict[str, object]:
     body: dict[str, object] = {"text": message(latest)}
     if latest is not None:
         body["day"] = latest.current.day.isoformat()
-        body["avg_price_usd"] = round(latest.current.avg_price_usd, 2)
+        body["avg_price_usd"] = round_cents(latest.current.avg_price_usd)
         body["n_obs"] = latest.current.n_obs
         body["change_pct"] = None if latest.change_pct is None else round(latest.change_pct, 4)
     return body

@@ -1,14 +1,15 @@
 """Observations: time windows, the validated batch every source returns, and its validation.
 
 Validation is SQL in an in-memory DuckDB, so a 5-million-row replay file is checked as fast as
-a 3-row API answer. Raw rows arrive as text (``line``, ``epoch``, ``price``) whatever their
+a 3-row API answer. Raw rows arrive as text (``epoch``, ``price``) whatever their
 origin; each row is kept or rejected with a reason, duplicates collapse (the later line wins).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -126,17 +127,21 @@ def validate(
     source: str,
     epoch_scale: int,
     max_price: float,
+    first_line: int = 1,
+    skipped_rows: Callable[[duckdb.DuckDBPyConnection], list[Skipped]] | None = None,
     window: Window | None = None,
     now: datetime | None = None,
     not_before: datetime | None = None,
     empty_error: type[Exception] = BadPayload,
     what: str = "payload",
 ) -> Batch:
-    """Validate the raw rows of ``raw_sql`` (columns ``line``, ``epoch``, ``price`` as text).
+    """Validate the raw rows of ``raw_sql`` (text columns ``epoch`` and ``price``, in order).
 
-    ``epoch_scale`` turns the epoch into microseconds (1_000_000 for seconds, 1_000 for ms).
-    Rows outside ``window`` are ignored (not rejected). Raises ``empty_error`` when no valid row
-    remains.
+    ``epoch_scale`` turns the epoch into microseconds (1_000_000 for seconds, 1_000 for ms);
+    Rows are reported to people by line, the first row being ``first_line``; ``skipped_rows``
+    tells, once the input was read, which lines the reader itself rejected (as ``(line, reason,
+    text)``). Rows outside ``window`` are ignored (not rejected). Raises ``empty_error`` when no
+    valid row remains.
     """
     now = as_utc(now or utc_now())
     params = {
@@ -146,73 +151,81 @@ def validate(
         "now": now.replace(tzinfo=None),
         "not_before": as_utc(not_before).replace(tzinfo=None) if not_before else None,
     }
+    # One pass over the input; the temp table keeps input order (DuckDB preserves insertion
+    # order), so rowid is the position in the file. Raw text is kept for rejected rows only.
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE staged AS
         WITH parsed AS (
-            SELECT line, epoch, price AS price_raw,
+            SELECT epoch, price AS price_raw,
                    TRY_CAST(epoch AS DOUBLE) * $scale AS epoch_us,
                    TRY_CAST(price AS DOUBLE) AS price
             FROM ({raw_sql})
+        ), checked AS (
+            SELECT *,
+                   CASE WHEN epoch_us >= 0 AND epoch_us < $max_epoch_us
+                        THEN make_timestamp(CAST(round(epoch_us) AS BIGINT)) END AS ts
+            FROM parsed
+        ), judged AS (
+            SELECT *,
+                   CASE
+                       WHEN epoch IS NULL OR trim(epoch) = '' THEN 'missing timestamp'
+                       WHEN epoch_us IS NULL THEN 'non-numeric timestamp'
+                       WHEN ts IS NULL THEN 'timestamp out of range'
+                       WHEN price_raw IS NULL OR trim(price_raw) = '' THEN 'missing price'
+                       WHEN price IS NULL THEN 'non-numeric price'
+                       WHEN NOT isfinite(price) THEN 'non-finite price'
+                       WHEN price <= 0 THEN 'non-positive price'
+                       WHEN price > $max_price THEN 'implausible price'
+                       WHEN ts > $now THEN 'timestamp in the future'
+                       WHEN ts < $not_before THEN 'stale timestamp'
+                   END AS reason
+            FROM checked
         )
-        SELECT line, epoch, price_raw, price,
-               CASE WHEN epoch_us >= 0 AND epoch_us < $max_epoch_us
-                    THEN make_timestamp(CAST(round(epoch_us) AS BIGINT)) END AS ts,
-               CASE
-                   WHEN epoch IS NULL OR trim(epoch) = '' THEN 'missing timestamp'
-                   WHEN epoch_us IS NULL THEN 'non-numeric timestamp'
-                   WHEN NOT isfinite(epoch_us) OR epoch_us < 0 OR epoch_us >= $max_epoch_us
-                       THEN 'timestamp out of range'
-                   WHEN price_raw IS NULL OR trim(price_raw) = '' THEN 'missing price'
-                   WHEN price IS NULL THEN 'non-numeric price'
-                   WHEN NOT isfinite(price) THEN 'non-finite price'
-                   WHEN price <= 0 THEN 'non-positive price'
-                   WHEN price > $max_price THEN 'implausible price'
-                   WHEN make_timestamp(CAST(round(epoch_us) AS BIGINT)) > $now
-                       THEN 'timestamp in the future'
-                   WHEN make_timestamp(CAST(round(epoch_us) AS BIGINT)) < $not_before
-                       THEN 'stale timestamp'
-               END AS reason
-        FROM parsed
+        SELECT ts, price, reason,
+               CASE WHEN reason IS NOT NULL THEN epoch END AS epoch_raw,
+               CASE WHEN reason IS NOT NULL THEN price_raw END AS price_raw
+        FROM judged
         """,
         params,
     )
-    in_window = "TRUE"
-    wparams: dict[str, object] = {}
+    malformed = skipped_rows(con) if skipped_rows else []
+    line_of = _line_finder(first_line, [line for line, _, _ in malformed])
+    in_window, wparams = "TRUE", {}
     if window is not None:
         in_window = "ts >= $start AND ts < $end"
         wparams = {
             "start": window.start.replace(tzinfo=None),
             "end": window.end.replace(tzinfo=None),
         }
-    received, valid, distinct = con.execute(
-        f"""SELECT count(*), count(*) FILTER (reason IS NULL),
-                   count(DISTINCT ts) FILTER (reason IS NULL)
-            FROM staged WHERE reason IS NOT NULL OR ({in_window})""",
-        wparams,
+    (received,) = con.execute(
+        f"SELECT count(*) FROM staged WHERE reason IS NOT NULL OR ({in_window})", wparams
     ).fetchone()  # type: ignore[misc]
-    rejected: dict[str, int] = {}
-    examples: list[str] = []
-    if valid < received:
-        for reason, count, samples in con.execute(
-            f"""SELECT reason, count(*),
-                       list([line::VARCHAR, epoch, price_raw] ORDER BY line)[1:{MAX_EXAMPLES}]
-                FROM staged WHERE reason IS NOT NULL GROUP BY reason ORDER BY min(line)"""
-        ).fetchall():
-            rejected[reason] = count
-            for line_no, epoch, price_raw in samples:
-                examples.append(
-                    f"{what} row {line_no}: {reason} (time={epoch!r}, price={price_raw!r})"
-                )
-        examples = examples[:MAX_EXAMPLES]
-    if valid == distinct:
-        query = f"SELECT ts, price AS price_usd FROM staged WHERE reason IS NULL AND {in_window}"
-    else:
-        query = f"""SELECT ts, arg_max(price, line) AS price_usd FROM staged
-                    WHERE reason IS NULL AND {in_window} GROUP BY ts"""
-    frame = con.execute(f"{query} ORDER BY ts", wparams).df()
+    rejected: Counter[str] = Counter(reason for _, reason, _ in malformed)
+    found = [(line, f"{what} line {line}: {reason} ({text!r})") for line, reason, text in malformed]
+    for reason, count, samples in con.execute(
+        f"""SELECT reason, count(*), list([rowid::VARCHAR, epoch_raw, price_raw] ORDER BY rowid)[1:{MAX_EXAMPLES}]
+            FROM staged WHERE reason IS NOT NULL GROUP BY reason"""
+    ).fetchall():
+        rejected[reason] += count
+        for rowid, epoch, price_raw in samples:
+            line = line_of(int(rowid))
+            found.append(
+                (line, f"{what} line {line}: {reason} (time={epoch!r}, price={price_raw!r})")
+            )
+    examples = [text for _, text in sorted(found)[:MAX_EXAMPLES]]
+    received += len(malformed)
+    frame = con.execute(
+        f"SELECT ts, price AS price_usd FROM staged WHERE reason IS NULL AND {in_window}", wparams
+    ).df()
     con.execute("DROP TABLE staged")
-    batch = Batch(source, frame, received, rejected, examples, valid - distinct)
+    if not frame["ts"].is_monotonic_increasing:
+        frame = frame.sort_values("ts", kind="stable", ignore_index=True)
+    duplicated = frame["ts"].duplicated(keep="last")  # input order survives the stable sort
+    n_duplicates = int(duplicated.sum())
+    if n_duplicates:
+        frame = frame[~duplicated].reset_index(drop=True)
+    batch = Batch(source, frame, received, dict(rejected), examples, n_duplicates)
     for example in examples:
         log.warning("rejected %s", example)
     if frame.empty:
@@ -223,17 +236,31 @@ def validate(
     return batch
 
 
+Skipped = tuple[int, str, str]  # (line, reason, text) of a row the reader could not split
+
+
+def _line_finder(first_line: int, skipped: list[int]) -> Callable[[int], int]:
+    """Map the position of a kept row to its line, stepping over the ``skipped`` lines."""
+
+    def line_of(rowid: int) -> int:
+        line = rowid + first_line
+        for s in sorted(skipped):
+            if s <= line:
+                line += 1
+        return line
+
+    return line_of
+
+
 def frame_to_sql(con: duckdb.DuckDBPyConnection, rows: list[tuple[object, object]]) -> str:
     """Register raw ``(epoch, price)`` pairs from a JSON payload; return SQL selecting them."""
     raw = pd.DataFrame(
-        {
-            "line": range(1, len(rows) + 1),
-            "epoch": [_text(e) for e, _ in rows],
-            "price": [_text(p) for _, p in rows],
-        }
-    ).astype({"line": "int64", "epoch": "object", "price": "object"})
+        {"epoch": [_text(e) for e, _ in rows], "price": [_text(p) for _, p in rows]}, dtype=object
+    )
     con.register("raw_payload", raw)
-    return "SELECT line, CAST(epoch AS VARCHAR) AS epoch, CAST(price AS VARCHAR) AS price FROM raw_payload"
+    return (
+        "SELECT CAST(epoch AS VARCHAR) AS epoch, CAST(price AS VARCHAR) AS price FROM raw_payload"
+    )
 
 
 def _text(value: object) -> str | None:

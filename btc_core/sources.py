@@ -8,6 +8,7 @@ validated :class:`~btc_core.observations.Batch` or raises a typed
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -168,7 +169,12 @@ class Coinbase:
 
 
 class Replay:
-    """Recorded hourly candles from a CSV shaped like ``shared/data`` (price = ``close``)."""
+    """Recorded hourly candles from a CSV shaped like ``shared/data`` (price = ``close``).
+
+    The header is read first and the dialect given explicitly (no sniffing, all text), so DuckDB
+    reads in one parallel pass; rows with too many or too few fields are skipped by DuckDB and
+    reported with their line numbers.
+    """
 
     name = "replay"
 
@@ -177,28 +183,25 @@ class Replay:
         self.settings = settings
 
     def fetch(self, window: Window | None = None) -> Batch:
-        if not self.path.is_file():
-            raise InputError(f"replay file {self.path} does not exist or is not a file")
+        columns = self._header()
         con = duckdb.connect()
         try:
+            spec = ", ".join(f"'{c}': 'VARCHAR'" for c in (c.replace("'", "''") for c in columns))
             path_sql = str(self.path).replace("'", "''")
-            csv = f"""read_csv('{path_sql}', header = true, all_varchar = true,
-                                null_padding = true, strict_mode = false)"""
-            columns = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {csv}").fetchall()}
-            missing = {"time", "close"} - columns
-            if missing:
-                raise InputError(
-                    f"replay file {self.path} has no column {', '.join(sorted(missing))} "
-                    "(expected the shared/data format: time,date,hour,open,high,close,low,...)"
-                )
-            raw = f"""SELECT row_number() OVER () + 1 AS line, "time" AS epoch, "close" AS price
-                      FROM {csv}"""
+            con.execute(
+                f"""CREATE TEMP VIEW raw AS SELECT "time" AS epoch, "close" AS price
+                    FROM read_csv('{path_sql}', auto_detect = false, header = true, delim = ',',
+                                  quote = '"', escape = '"', columns = {{{spec}}},
+                                  strict_mode = true, ignore_errors = true, store_rejects = true)"""
+            )
             return validate(
                 con,
-                raw,
+                "SELECT * FROM raw",
                 source=self.name,
                 epoch_scale=1_000_000,
                 max_price=self.settings.max_price_usd,
+                first_line=2,  # line 1 is the header
+                skipped_rows=_malformed,
                 window=window,
                 empty_error=InputError,
                 what=f"file {self.path.name}",
@@ -208,6 +211,35 @@ class Replay:
             raise InputError(f"cannot read replay file {self.path}: {first}") from None
         finally:
             con.close()
+
+    def _header(self) -> list[str]:
+        try:
+            with self.path.open(newline="", encoding="utf-8-sig") as fh:
+                header = next(csv.reader(fh), [])
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise InputError(f"cannot read replay file {self.path}: {reason}") from None
+        missing = {"time", "close"} - set(header)
+        if missing:
+            raise InputError(
+                f"replay file {self.path} has no column {', '.join(sorted(missing))} in its "
+                "header (expected the shared/data format: time,date,hour,open,high,close,...)"
+            )
+        return header
+
+
+def _malformed(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, str]]:
+    """Rows DuckDB's reader skipped, as (line, reason, text); valid once the scan has run."""
+    return [
+        (int(line), REJECT_REASONS.get(kind, kind.lower()), text)
+        for line, kind, text in con.execute(
+            """SELECT line, any_value(error_type), any_value(csv_line)
+               FROM reject_errors GROUP BY line ORDER BY line"""
+        ).fetchall()
+    ]
+
+
+REJECT_REASONS = {"TOO MANY COLUMNS": "too many fields", "MISSING COLUMNS": "too few fields"}
 
 
 def _validate_rows(

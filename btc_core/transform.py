@@ -2,6 +2,7 @@
 
 The average is taken over ``DECIMAL(18,8)`` prices: the sum is exact, so the result does not
 depend on how DuckDB splits the work between threads, and every orchestrator gets the same bytes.
+The export rounds that mean to cents, half to even.
 """
 
 from __future__ import annotations
@@ -9,11 +10,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import date
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import duckdb
 
 from btc_core.store import Store
+
+CENT = Decimal("0.01")
 
 DELETE_DAYS = """
 DELETE FROM daily_avg
@@ -33,6 +37,12 @@ SELECT CAST(ts AS DATE) AS day,
 """
 
 
+def round_cents(value: float) -> float:
+    """Round to cents, half to even, on the decimal the double stands for (``repr``), so a mean
+    of exactly x.xx5 rounds the same way whatever binary noise the double carries."""
+    return float(Decimal(repr(value)).quantize(CENT, rounding=ROUND_HALF_EVEN))
+
+
 @dataclass(frozen=True)
 class DayAvg:
     """One row of ``daily_avg``."""
@@ -45,7 +55,7 @@ class DayAvg:
         """This row as the export JSON shows it."""
         return {
             "day": self.day.isoformat(),
-            "avg_price_usd": round(self.avg_price_usd, 2),
+            "avg_price_usd": round_cents(self.avg_price_usd),
             "n_obs": self.n_obs,
         }
 

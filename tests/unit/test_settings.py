@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import pytest
+
+from btc_core.errors import ConfigError
+from btc_core.settings import Settings
+
+
+def test_env_variables_are_read_and_typed():
+    s = Settings.from_env(
+        env={
+            "BTC_SOURCE": "coingecko",
+            "BTC_LOCK_TIMEOUT_S": "2.5",
+            "BTC_HTTP_RETRIES": "1",
+            "BTC_DB_PATH": "/tmp/x.duckdb",
+        }
+    )
+    assert (s.source, s.lock_timeout_s, s.http_retries, s.db_path) == (
+        "coingecko",
+        2.5,
+        1,
+        Path("/tmp/x.duckdb"),
+    )
+
+
+def test_overrides_beat_environment():
+    assert Settings.from_env(env={"BTC_SOURCE": "coingecko"}, source="replay").source == "replay"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"BTC_SOURCE": "binance"}, "unknown source 'binance'"),
+        ({"BTC_LOCK_TIMEOUT_S": "soon"}, "BTC_LOCK_TIMEOUT_S='soon' is not a valid float"),
+        ({"BTC_NOTIFY": "webhook"}, "needs BTC_WEBHOOK_URL"),
+        ({"BTC_READ_TIMEOUT_S": "0"}, "BTC_READ_TIMEOUT_S must be > 0"),
+    ],
+)
+def test_bad_configuration_is_one_clear_error(env, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env=env)
+
+
+def test_secrets_never_show_in_repr():
+    s = Settings.from_env(
+        env={
+            "BTC_COINGECKO_API_KEY": "CG-sekrit",
+            "BTC_WEBHOOK_URL": "https://hooks.example/T0/B0/XyZ",
+        }
+    )
+    assert "sekrit" not in repr(s) and "XyZ" not in str(s)
+    assert s.secrets() == ["CG-sekrit", "https://hooks.example/T0/B0/XyZ"]
