@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen
 
-.PHONY: help setup demo test test-main test-unit lint format bench clean
+.PHONY: help setup demo plain server up down status worker test test-unit lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -14,9 +14,27 @@ setup:  ## install uv (if missing) and the locked main environment
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(UV) sync --frozen
 
-demo: setup  ## the main job on embedded defaults: replay data, no account, no internet
+demo: setup  ## the main job: Prefect server + process worker, btc-hourly on replay data, UI URL
+	$(RUN) python -m deployments.stack demo
+
+plain: setup  ## the same pipeline with no orchestrator: btc run, then export
 	$(RUN) btc run
 	$(RUN) btc export --out var/daily_avg.json
+
+server: setup  ## prefect server on 127.0.0.1:4200 (next free port if busy), PREFECT_HOME=var/prefect
+	$(RUN) python -m deployments.stack server
+
+up: setup  ## server + setup (pools, blocks, limits, automations) + deploy --all + process worker
+	$(RUN) python -m deployments.stack up
+
+down:  ## stop workers (SIGINT twice) then the server, by PID
+	$(RUN) python -m deployments.stack down
+
+status:
+	$(RUN) python -m deployments.stack status
+
+worker: setup  ## another process worker (PREFECT_API_URL must point at the server)
+	workers/start-process-worker.sh btc-process
 
 test: setup  ## every test suite (what CI runs)
 	$(RUN) pytest

@@ -66,12 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env(
+    settings = Settings.from_env(
         db_path=args.db,
         source=getattr(args, "source", None),
         replay_file=getattr(args, "replay_file", None),
         notify=getattr(args, "notify", None),
     )
+    settings.require_secrets()
+    return settings
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:

@@ -52,6 +52,7 @@ def notify(settings: Settings, latest: Latest | None, stream: TextIO | None = No
         return "notified on stdout"
     if channel == "file":
         return _to_file(settings.notify_file, body)
+    settings.require_secrets()
     return _to_webhook(settings, body)
 
 

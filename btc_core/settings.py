@@ -17,6 +17,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPLAY_FILE = PROJECT_ROOT / "data" / "replay" / "btc_hourly_2023-10-01_2023-12-31.csv"
 SOURCES = ("replay", "coingecko", "coinbase")
 NOTIFY_CHANNELS = ("stdout", "webhook", "file", "none")
+# Where orchestrators find the secrets: the worker's environment (strict hybrid) or
+# Prefect Secret blocks held by the control plane.
+SECRETS_FROM = ("env", "prefect-blocks")
+# What orchestrators publish as artifacts: prices and charts ("full"), counts only ("summary").
+ARTIFACTS = ("full", "summary", "none")
 
 
 @dataclass(frozen=True)
@@ -35,13 +40,19 @@ class Settings:
     connect_timeout_s: float = 3.05
     read_timeout_s: float = 10.0
     http_retries: int = 3
+    retry_base_s: float = 2.0
     retry_max_wait_s: float = 30.0
+    task_timeout_s: float = 300.0
+    extract_cache_s: float = 300.0
     lookback_hours: int = 24
     max_staleness_s: float = 3600.0
     max_price_usd: float = 10_000_000.0
     notify: str = "stdout"
     webhook_url: str = ""
     notify_file: Path = PROJECT_ROOT / "var" / "notifications.jsonl"
+    alerts_webhook_url: str = ""
+    secrets_from: str = "env"
+    artifacts: str = "full"
 
     def __repr__(self) -> str:
         shown = []
@@ -81,22 +92,35 @@ class Settings:
             raise ConfigError(
                 f"unknown notify channel {self.notify!r}; choose one of {', '.join(NOTIFY_CHANNELS)}"
             )
-        if self.notify == "webhook" and not self.webhook_url:
-            raise ConfigError("notify=webhook needs BTC_WEBHOOK_URL (a secret) to be set")
+        if self.secrets_from not in SECRETS_FROM:
+            raise ConfigError(f"BTC_SECRETS_FROM must be one of {', '.join(SECRETS_FROM)}")
+        if self.artifacts not in ARTIFACTS:
+            raise ConfigError(f"BTC_ARTIFACTS must be one of {', '.join(ARTIFACTS)}")
         if self.coingecko_key_kind not in ("demo", "pro"):
             raise ConfigError("BTC_COINGECKO_KEY_KIND must be 'demo' or 'pro'")
-        for name in ("lock_timeout_s", "connect_timeout_s", "read_timeout_s", "max_price_usd"):
+        for name in (
+            "lock_timeout_s",
+            "connect_timeout_s",
+            "read_timeout_s",
+            "max_price_usd",
+            "task_timeout_s",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"BTC_{name.upper()} must be > 0")
         if self.http_retries < 0 or self.lookback_hours <= 0:
             raise ConfigError("BTC_HTTP_RETRIES must be >= 0 and BTC_LOOKBACK_HOURS > 0")
 
+    def require_secrets(self) -> None:
+        """Fail clearly when a channel needs a secret that is not set (after secrets resolve)."""
+        if self.notify == "webhook" and not self.webhook_url:
+            raise ConfigError("notify=webhook needs BTC_WEBHOOK_URL (a secret) to be set")
+
     def secrets(self) -> list[str]:
         """The secret values in force, for redaction."""
-        return [v for v in (self.coingecko_api_key, self.webhook_url) if v]
+        return [v for v in (self.coingecko_api_key, self.webhook_url, self.alerts_webhook_url) if v]
 
 
-SECRET_FIELDS = frozenset({"coingecko_api_key", "webhook_url"})
+SECRET_FIELDS = frozenset({"coingecko_api_key", "webhook_url", "alerts_webhook_url"})
 
 
 def _coerce(name: str, type_name: object, raw: str) -> object:

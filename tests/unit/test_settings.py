@@ -32,13 +32,18 @@ def test_overrides_beat_environment():
     [
         ({"BTC_SOURCE": "binance"}, "unknown source 'binance'"),
         ({"BTC_LOCK_TIMEOUT_S": "soon"}, "BTC_LOCK_TIMEOUT_S='soon' is not a valid float"),
-        ({"BTC_NOTIFY": "webhook"}, "needs BTC_WEBHOOK_URL"),
+        ({"BTC_SECRETS_FROM": "vault"}, "BTC_SECRETS_FROM must be one of env, prefect-blocks"),
         ({"BTC_READ_TIMEOUT_S": "0"}, "BTC_READ_TIMEOUT_S must be > 0"),
     ],
 )
 def test_bad_configuration_is_one_clear_error(env, message):
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env=env)
+
+
+def test_a_webhook_without_its_secret_is_refused():
+    with pytest.raises(ConfigError, match="needs BTC_WEBHOOK_URL"):
+        Settings.from_env(env={"BTC_NOTIFY": "webhook"}).require_secrets()
 
 
 def test_secrets_never_show_in_repr():

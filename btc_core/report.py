@@ -1,0 +1,45 @@
+"""What a run tells people, as plain data and markdown: the orchestrators only display it."""
+
+from __future__ import annotations
+
+from btc_core.observations import Batch
+from btc_core.store import LoadResult, Store
+from btc_core.transform import Latest, daily_rows
+
+
+def run_summary_markdown(
+    batch: Batch, result: LoadResult, current: Latest | None, *, prices: bool
+) -> str:
+    """A short markdown report of one run; ``prices=False`` leaves every price out (strict hybrid)."""
+    failover = "; ".join(batch.notes) if batch.notes else "no"
+    lines = [
+        "# BTC pipeline run",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| source used | {batch.source} |",
+        f"| failover taken | {failover} |",
+        f"| rows received | {batch.received} |",
+        f"| rows rejected | {batch.n_rejected} |",
+        f"| duplicates collapsed | {batch.duplicates} |",
+        f"| observations new / updated / unchanged | {result.inserted} / {result.updated} / {result.unchanged} |",
+        f"| days touched | {result.first_day} .. {result.last_day} |",
+    ]
+    if batch.rejected:
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(batch.rejected.items()))
+        lines.append(f"| rejected by reason | {reasons} |")
+    if prices and current is not None:
+        change = (
+            "" if current.change_pct is None else f" ({current.change_pct:+.2f}% vs previous day)"
+        )
+        lines.append(
+            f"| latest daily average | {current.current.day}: ${current.current.avg_price_usd:,.2f}{change} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def recent_days(store: Store, n: int = 14) -> list[dict[str, object]]:
+    """The last ``n`` daily averages, newest first, in the export's shape."""
+    with store.connect() as con:
+        rows = daily_rows(con)
+    return [r.contract() for r in reversed(rows[-n:])]

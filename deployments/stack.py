@@ -1,0 +1,353 @@
+"""Run the self-hosted control plane and workers locally, stop them by PID.
+
+    python -m deployments.stack up       # server on 127.0.0.1:4200 (next free port if busy),
+                                         # setup, deploy --all, one process worker
+    python -m deployments.stack demo     # up, then run btc-hourly and wait for Completed
+    python -m deployments.stack status
+    python -m deployments.stack down     # workers first (SIGINT twice), then the server
+
+State lives in ``var/stack`` (PIDs, URL, logs); PREFECT_HOME is ``var/prefect`` so nothing touches
+your own ~/.prefect. ``PREFECT_API_DATABASE_CONNECTION_URL`` switches the server to Postgres
+(``postgresql+asyncpg://user@127.0.0.1:5432/prefect``); SQLite is the embedded default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from btc_core.settings import PROJECT_ROOT
+
+STACK_DIR = PROJECT_ROOT / "var" / "stack"
+PREFECT_HOME = PROJECT_ROOT / "var" / "prefect"
+DEFAULT_PORT = 4200
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Stack:
+    """What runs: the server's URL and PID, and the workers' PIDs."""
+
+    url: str = ""
+    server_pid: int = 0
+    worker_pids: list[int] = field(default_factory=list)
+    home: str = str(PREFECT_HOME)
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api"
+
+    def save(self, folder: Path = STACK_DIR) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "stack.json").write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, folder: Path = STACK_DIR) -> Stack:
+        path = folder / "stack.json"
+        return cls(**json.loads(path.read_text())) if path.exists() else cls()
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port(preferred: int = DEFAULT_PORT, tries: int = 50) -> int:
+    """``preferred`` if free, else the next free port, saying so."""
+    for port in range(preferred, preferred + tries):
+        if port_is_free(port):
+            if port != preferred:
+                print(f"port {preferred} is busy (another Prefect server?); using {port} instead")
+            return port
+    raise SystemExit(f"no free port in {preferred}..{preferred + tries - 1}; stop what holds them")
+
+
+def prefect_env(home: Path | str, api_url: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment for Prefect processes of this stack."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+            "PREFECT_LOGGING_EXTRA_LOGGERS": "btc_core",
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+    )
+    # Prefect's own settings given to us win (database URL, polling, auth, ...).
+    env.update(
+        {k: v for k, v in os.environ.items() if k.startswith("PREFECT_") and k != "PREFECT_HOME"}
+    )
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    env.update(extra)
+    return env
+
+
+def wait_for_api(
+    api_url: str, timeout_s: float = 120.0, proc: subprocess.Popen | None = None
+) -> None:
+    """Block until ``/health`` answers, or fail with the reason."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(
+                f"the Prefect server exited with code {proc.returncode}; see its log"
+            )
+        try:
+            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"Prefect API at {api_url} did not answer within {timeout_s:.0f} s")
+
+
+def start_server(home: Path, port: int, log: Path, **env: str) -> subprocess.Popen:
+    """``prefect server start`` bound to 127.0.0.1 in the background."""
+    home.mkdir(parents=True, exist_ok=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=prefect_env(home, **env),
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=PROJECT_ROOT,
+    )
+    wait_for_api(f"http://127.0.0.1:{port}/api", proc=proc)
+    return proc
+
+
+def start_worker(
+    home: Path | str, api_url: str, pool: str, log: Path, poll_s: float = 10.0, **env: str
+) -> subprocess.Popen:
+    """``prefect worker start --pool`` in the background, polling every ``poll_s`` seconds."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            str(BIN / "prefect"),
+            "worker",
+            "start",
+            "--pool",
+            pool,
+            "--name",
+            f"{socket.gethostname()}-{pool}-{os.getpid()}",
+        ],
+        env=prefect_env(
+            home,
+            api_url,
+            PREFECT_WORKER_QUERY_SECONDS=str(poll_s),
+            PREFECT_WORKER_PREFETCH_SECONDS=str(max(poll_s, 1.0)),
+            **env,
+        ),
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=PROJECT_ROOT,
+    )
+
+
+def stop(pid: int, *, sigints: int = 2, grace_s: float = 15.0) -> None:
+    """Stop a process group politely: SIGINT (twice for workers), then SIGTERM, then SIGKILL."""
+    signals = [signal.SIGINT] * sigints + [signal.SIGTERM, signal.SIGKILL]
+    for sig in signals:
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace_s / len(signals)
+        while time.monotonic() < deadline:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # not our child: poll for existence
+                done = 0 if _alive(pid) else pid
+            if done:
+                return
+            time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def prefect_cli(home: Path | str, api_url: str, *args: str, timeout_s: float = 300) -> str:
+    """Run a ``prefect`` command against the stack; fail with its output."""
+    result = subprocess.run(
+        [str(BIN / "prefect"), "--no-prompt", *args],
+        env=prefect_env(home, api_url),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"prefect {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def setup_and_deploy(home: Path | str, api_url: str) -> None:
+    """The idempotent Prefect setup, then every deployment of prefect.yaml."""
+    result = subprocess.run(
+        [sys.executable, "-m", "deployments.setup"],
+        env=prefect_env(home, api_url),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"deployments.setup failed:\n{result.stdout}\n{result.stderr}")
+    print(result.stdout, end="")
+    prefect_cli(home, api_url, "deploy", "--all")
+
+
+def server(port: int) -> Stack:
+    """The server alone (SQLite in var/prefect unless PREFECT_API_DATABASE_CONNECTION_URL says)."""
+    stack = Stack.load()
+    if stack.server_pid and _alive(stack.server_pid):
+        print(f"already running: {stack.url} (server PID {stack.server_pid})")
+        return stack
+    port = pick_port(port)
+    proc = start_server(PREFECT_HOME, port, STACK_DIR / "server.log")
+    stack = Stack(url=f"http://127.0.0.1:{port}", server_pid=proc.pid)
+    stack.save()
+    print(f"Prefect server: {stack.url} (PID {proc.pid}, log var/stack/server.log)")
+    print(f"point clients at it: export PREFECT_API_URL={stack.api_url}")
+    return stack
+
+
+def up(port: int, poll_s: float) -> Stack:
+    """Server, setup, deployments and one process worker; the state saved in var/stack."""
+    stack = Stack.load()
+    if stack.worker_pids and all(_alive(p) for p in [stack.server_pid, *stack.worker_pids]):
+        print(f"already running: {stack.url}")
+        return stack
+    stack = server(port)
+    setup_and_deploy(PREFECT_HOME, stack.api_url)
+    worker = start_worker(
+        PREFECT_HOME, stack.api_url, "btc-process", STACK_DIR / "worker.log", poll_s
+    )
+    stack.worker_pids.append(worker.pid)
+    stack.save()
+    print(f"process worker on pool btc-process (PID {worker.pid}, log var/stack/worker.log)")
+    return stack
+
+
+def wait_for_run(api_url: str, flow_run_id: str, timeout_s: float = 300.0) -> str:
+    """Poll the API until the run is final; return its state name."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run = httpx.get(f"{api_url}/flow_runs/{flow_run_id}", timeout=10).json()
+        state = run.get("state") or {}
+        if state.get("type") in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return state["name"]
+        time.sleep(0.5)
+    raise TimeoutError(f"flow run {flow_run_id} not finished after {timeout_s:.0f} s")
+
+
+def trigger(api_url: str, deployment: str, parameters: dict | None = None) -> str:
+    """Create a run of ``flow/deployment`` now; return its id."""
+    found = httpx.get(f"{api_url}/deployments/name/{deployment}", timeout=10)
+    found.raise_for_status()
+    created = httpx.post(
+        f"{api_url}/deployments/{found.json()['id']}/create_flow_run",
+        json={"parameters": parameters or {}},
+        timeout=10,
+    )
+    created.raise_for_status()
+    return created.json()["id"]
+
+
+def demo(port: int, poll_s: float) -> int:
+    """Up, run btc-hourly on replay data, wait for Completed, show the result and the URL."""
+    stack = up(port, poll_s)
+    run_id = trigger(stack.api_url, "btc-pipeline/btc-hourly")
+    print(f"triggered btc-pipeline/btc-hourly: {stack.url}/runs/flow-run/{run_id}")
+    state = wait_for_run(stack.api_url, run_id)
+    print(f"flow run {run_id}: {state}")
+    if state != "Completed":
+        print("see var/stack/worker.log; stop everything with: make down")
+        return 1
+    export = subprocess.run(
+        [str(BIN / "btc"), "export"], capture_output=True, text=True, cwd=PROJECT_ROOT
+    )
+    days = json.loads(export.stdout)
+    print("latest daily averages (UTC):")
+    for day in days[-5:]:
+        print(f"  {day['day']}  ${day['avg_price_usd']:>10,.2f}  ({day['n_obs']} obs)")
+    print(
+        f"\nOpen the UI: {stack.url}  (server and worker keep running; stop them with: make down)"
+    )
+    return 0
+
+
+def down() -> None:
+    """Workers first (SIGINT twice), then the server."""
+    stack = Stack.load()
+    for pid in stack.worker_pids:
+        stop(pid, sigints=2)
+        print(f"stopped worker PID {pid}")
+    if stack.server_pid:
+        stop(stack.server_pid, sigints=1)
+        print(f"stopped server PID {stack.server_pid}")
+    Stack(home=stack.home).save()
+
+
+def status() -> int:
+    stack = Stack.load()
+    if not stack.server_pid:
+        print("not running (start with: make up)")
+        return 1
+    alive = "running" if _alive(stack.server_pid) else "DEAD"
+    print(f"server {stack.url} PID {stack.server_pid}: {alive}")
+    for pid in stack.worker_pids:
+        print(f"worker PID {pid}: {'running' if _alive(pid) else 'DEAD'}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["server", "up", "demo", "down", "status"])
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=float(os.environ.get("BTC_WORKER_POLL_S", "2")),
+        help="worker polling interval in seconds (Prefect's default is 10)",
+    )
+    args = parser.parse_args()
+    if args.command == "server":
+        server(args.port)
+        return 0
+    if args.command == "up":
+        up(args.port, args.poll)
+        return 0
+    if args.command == "demo":
+        return demo(args.port, args.poll)
+    if args.command == "down":
+        down()
+        return 0
+    return status()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""Schedules, sensors and declarative automation, evaluated without a daemon."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from dagster import (
+    DagsterInstance,
+    DefaultSensorStatus,
+    Definitions,
+    RunRequest,
+    SkipReason,
+    build_schedule_context,
+    build_sensor_context,
+    evaluate_automation_conditions,
+    materialize,
+)
+
+from btc_core.pipeline import store_for
+from btc_core.settings import Settings
+from btc_core.transform import export
+from dagster_port.assets import btc_price, daily_avg
+from dagster_port.automation import automation_sensor, hourly_schedule, replay_file_sensor
+from dagster_port.definitions import build
+from dagster_port.resources import BtcResource, LiveSource, ReplaySource
+
+
+@pytest.fixture
+def defs(settings: Settings) -> Definitions:
+    return build(settings)
+
+
+def test_materializing_only_btc_price_leaves_daily_avg_stale_until_automation_selects_it(
+    settings: Settings,
+    defs: Definitions,
+    resources: dict[str, BtcResource],
+    instance: DagsterInstance,
+) -> None:
+    first = evaluate_automation_conditions(defs, instance)
+    assert first.total_requested == 0  # btc_price missing: nothing to average yet
+
+    materialize([btc_price], resources=resources, instance=instance)
+
+    assert export(store_for(settings)) == "[]\n"  # stale: the averages were not recomputed
+    after_load = evaluate_automation_conditions(defs, instance, cursor=first.cursor)
+    assert after_load.get_requested_partitions(daily_avg.key) == {None}
+    assert after_load.total_requested == 1
+
+    materialize([btc_price, daily_avg], selection=[daily_avg], resources=resources, instance=instance)
+
+    done = evaluate_automation_conditions(defs, instance, cursor=after_load.cursor)
+    assert done.total_requested == 0
+
+
+def test_the_hourly_job_updates_both_so_automation_adds_no_run(
+    defs: Definitions, instance: DagsterInstance
+) -> None:
+    first = evaluate_automation_conditions(defs, instance)
+
+    assert defs.resolve_job_def("btc_hourly").execute_in_process(instance=instance).success
+
+    again = evaluate_automation_conditions(defs, instance, cursor=first.cursor)
+    assert again.total_requested == 0
+
+
+def test_the_automation_sensor_is_on_by_default() -> None:
+    assert automation_sensor.default_status == DefaultSensorStatus.RUNNING
+
+
+def test_the_hourly_schedule_requests_the_hourly_job(defs: Definitions) -> None:
+    context = build_schedule_context(scheduled_execution_time=datetime(2024, 1, 1, 5, tzinfo=UTC))
+
+    (request,) = hourly_schedule.evaluate_tick(context).run_requests or []
+
+    assert hourly_schedule.cron_schedule == "0 * * * *"
+    assert hourly_schedule.execution_timezone == "UTC"
+    assert hourly_schedule.job_name == "btc_hourly"
+    assert isinstance(request, RunRequest)
+
+
+def test_the_replay_sensor_runs_once_per_new_or_changed_file(
+    replay_csv: Path, tmp_path: Path
+) -> None:
+    replay = tmp_path / "replay.csv"
+    replay.write_bytes(replay_csv.read_bytes())
+    context = build_sensor_context(resources={"price_source": ReplaySource(replay_file=str(replay))})
+
+    first = replay_file_sensor(context)
+    unchanged = replay_file_sensor(context)
+    with replay.open("a") as fh:
+        fh.write("1704067200,2024-01-01,0,42000,42100,42050,41900,1,42000\n")
+    changed = replay_file_sensor(context)
+
+    assert isinstance(first, RunRequest) and isinstance(changed, RunRequest)
+    assert first.run_key != changed.run_key
+    assert isinstance(unchanged, SkipReason)
+    assert context.cursor == changed.run_key
+
+
+def test_the_replay_sensor_skips_a_live_source() -> None:
+    context = build_sensor_context(resources={"price_source": LiveSource()})
+
+    assert isinstance(replay_file_sensor(context), SkipReason)
+    assert context.cursor is None

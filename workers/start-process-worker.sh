@@ -1,0 +1,19 @@
+#!/usr/bin/env sh
+# Start a Prefect process worker for the BTC pool on this machine (your infrastructure).
+#
+#   PREFECT_API_URL=http://127.0.0.1:4200/api workers/start-process-worker.sh [POOL]
+#
+# The worker polls the control plane every BTC_WORKER_POLL_S seconds (Prefect's default is 10;
+# lower means faster pickup, more API calls), runs each flow run as a subprocess in this checkout,
+# and keeps the DuckDB file (BTC_DB_PATH) and the secrets (BTC_COINGECKO_API_KEY, BTC_WEBHOOK_URL)
+# on this machine. Stop it with Ctrl-C twice (the first lets running flows finish) or
+# workers/stop-worker.sh PID.
+set -eu
+cd "$(dirname "$0")/.."
+POOL="${1:-btc-process}"
+POLL="${BTC_WORKER_POLL_S:-10}"
+: "${PREFECT_API_URL:?set PREFECT_API_URL, e.g. http://127.0.0.1:4200/api (or use a Prefect profile)}"
+export PREFECT_WORKER_QUERY_SECONDS="$POLL"
+export PREFECT_WORKER_PREFETCH_SECONDS="$POLL"
+export PREFECT_LOGGING_EXTRA_LOGGERS="${PREFECT_LOGGING_EXTRA_LOGGERS:-btc_core}"
+exec python3 -m uv run --frozen prefect worker start --pool "$POOL" --name "$(hostname)-$POOL"
