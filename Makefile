@@ -36,8 +36,10 @@ status:
 worker: setup  ## another process worker (PREFECT_API_URL must point at the server)
 	workers/start-process-worker.sh btc-process
 
-test: setup  ## every test suite (what CI runs)
+test: setup  ## every test suite: core, Prefect, Dagster, then Airflow in its own environment
+	$(RUN) ruff check .
 	$(RUN) pytest
+	$(MAKE) -C airflow_port test
 
 test-unit: setup  ## the fast unit tests only
 	$(RUN) pytest tests/unit

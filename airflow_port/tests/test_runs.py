@@ -1,0 +1,171 @@
+"""Whole DAG runs with ``dag.test()``: the output contract, retries, fail-fast, secrets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from threading import Thread
+
+import pytest
+from airflow.models.taskinstancehistory import TaskInstanceHistory
+from airflow.sdk import DAG, DagRunState, TaskInstanceState
+from airflow.utils.session import create_session
+from btc_airflow.parity import btc_environ, run_once, run_replay
+from sqlalchemy import select
+
+from btc_core.fake_api import FakeApi
+from btc_core.pipeline import run_cycle, store_for
+from btc_core.settings import Settings
+from btc_core.transform import export
+
+
+def live(fake_api: FakeApi, tmp_path: Path) -> dict[str, str]:
+    """BTC_* settings for CoinGecko served by the fake API, without failover."""
+    return {
+        "source": "coingecko",
+        "coingecko_url": f"{fake_api.url}/coingecko",
+        "failover_source": "none",
+        "db_path": str(tmp_path / "airflow.duckdb"),
+        "notify": "none",
+        "connect_timeout_s": "1",
+        "read_timeout_s": "1",
+    }
+
+
+def tries(run_id: str, task_id: str) -> list[str]:
+    """The states of the earlier tries of a task, oldest first."""
+    with create_session() as session:
+        return list(
+            session.scalars(
+                select(TaskInstanceHistory.state)
+                .where(TaskInstanceHistory.run_id == run_id, TaskInstanceHistory.task_id == task_id)
+                .order_by(TaskInstanceHistory.try_number)
+            )
+        )
+
+
+def test_dag_test_on_replay_gives_the_plain_path_bytes(
+    dag: DAG, settings: Settings, replay_csv: Path, tmp_path: Path
+) -> None:
+    run_cycle(settings)
+    plain = export(store_for(settings))
+
+    out = tmp_path / "airflow.json"
+    text = run_replay(dag, replay_csv, tmp_path / "airflow.duckdb", out)
+
+    assert text == plain
+    assert out.read_bytes() == plain.encode()
+    rows = json.loads(text)
+    assert len(rows) == 92  # 2023-10-01 .. 2023-12-31
+    assert [r["day"] for r in rows] == sorted(r["day"] for r in rows)
+    assert set(rows[0]) == {"day", "avg_price_usd", "n_obs"}
+
+
+def test_extract_retries_a_server_error(dag: DAG, fake_api: FakeApi, tmp_path: Path) -> None:
+    fake_api.inject("coingecko", "500")
+
+    run = run_once(dag, **live(fake_api, tmp_path))
+
+    extract = run.get_task_instance("extract")
+    assert extract.state == TaskInstanceState.SUCCESS
+    assert extract.try_number == 2
+    assert tries(run.run_id, "extract") == [TaskInstanceState.FAILED]  # try 1
+    assert fake_api.hits("coingecko") == 2
+
+
+def test_a_non_retryable_failure_fails_at_once(dag: DAG, fake_api: FakeApi, tmp_path: Path) -> None:
+    fake_api.inject("coingecko", "401")  # a wrong API key: retrying cannot help
+
+    with btc_environ(**live(fake_api, tmp_path)):
+        run = dag.test()
+
+    assert run.state == DagRunState.FAILED
+    extract = run.get_task_instance("extract")
+    assert extract.state == TaskInstanceState.FAILED
+    assert extract.try_number == 1
+    assert fake_api.hits("coingecko") == 1
+
+
+def test_api_key_comes_from_a_connection_and_is_not_logged(
+    dag: DAG,
+    fake_api: FakeApi,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key = "cg-test-key-7c1e"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BTC_COINGECKO", json.dumps({"conn_type": "http", "password": key})
+    )
+
+    run_once(dag, **live(fake_api, tmp_path))
+
+    assert fake_api.requests[-1]["headers"]["x-cg-demo-api-key"] == key
+    assert key not in printed(capfd, caplog)
+
+
+def printed(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
+    """Everything the run printed or logged."""
+    out, err = capfd.readouterr()
+    assert "btc_price" in out + err + caplog.text
+    return out + err + caplog.text
+
+
+class Webhook:
+    """A local Slack-like webhook that records what it receives."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict[str, object]]] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                hook.received.append((self.path, json.loads(body)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook()
+    Thread(target=hook.server.serve_forever, daemon=True).start()
+    yield hook
+    hook.server.shutdown()
+    hook.server.server_close()
+
+
+def test_webhook_url_comes_from_a_variable_and_is_not_logged(
+    dag: DAG,
+    webhook: Webhook,
+    replay_csv: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret_path = "/services/T000/B000/s3cr3t-token"
+    monkeypatch.setenv("AIRFLOW_VAR_BTC_WEBHOOK_URL", webhook.url + secret_path)
+
+    run_once(
+        dag,
+        source="replay",
+        replay_file=str(replay_csv),
+        db_path=str(tmp_path / "airflow.duckdb"),
+        notify="webhook",
+    )
+
+    [(path, body)] = webhook.received
+    assert path == secret_path
+    assert str(body["text"]).startswith("BTC daily average 2023-12-31")
+    assert "s3cr3t-token" not in printed(capfd, caplog)

@@ -1,0 +1,129 @@
+"""A real Prefect server (SQLite, and Postgres), real deployments, a real process worker."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from btc_core.fake_api import FakeApi
+from deployments.stack import pick_port, setup_and_deploy, start_server, start_worker, stop
+
+PG_ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAtc"]
+
+
+@dataclass
+class Server:
+    """A running Prefect server and where its state lives."""
+
+    api_url: str
+    home: Path
+    logs: Path
+    db_url: str = ""
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    @contextmanager
+    def client(self) -> Iterator[SyncPrefectClient]:
+        with (
+            temporary_settings({PREFECT_API_URL: self.api_url}),
+            get_client(sync_client=True) as client,
+        ):
+            yield client
+
+    def worker(
+        self, pool: str = "btc-process", poll_s: float = 1.0, **env: str
+    ) -> subprocess.Popen:
+        proc = start_worker(
+            self.home,
+            self.api_url,
+            pool,
+            self.logs / f"worker-{len(self.workers)}.log",
+            poll_s,
+            **env,
+        )
+        self.workers.append(proc)
+        return proc
+
+    def stop_workers(self) -> None:
+        for proc in self.workers:
+            stop(proc.pid, sigints=2)
+        self.workers.clear()
+
+
+def _postgres_available() -> bool:
+    try:
+        return (
+            subprocess.run([*PG_ADMIN, "SELECT 1"], capture_output=True, timeout=10).returncode == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _serve(tmp: Path, db_url: str = "") -> Iterator[Server]:
+    home, logs = tmp / "prefect-home", tmp / "logs"
+    port = pick_port(4300)
+    env = {"PREFECT_API_DATABASE_CONNECTION_URL": db_url} if db_url else {}
+    proc = start_server(home, port, logs / "server.log", **env)
+    server = Server(f"http://127.0.0.1:{port}/api", home, logs, db_url)
+    try:
+        yield server
+    finally:
+        server.stop_workers()  # workers before the server
+        stop(proc.pid, sigints=1)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A self-hosted server on SQLite, set up and deployed."""
+    gen = _serve(tmp_path_factory.mktemp("prefect-sqlite"))
+    server = next(gen)
+    setup_and_deploy(server.home, server.api_url)
+    yield server
+    gen.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A self-hosted server on the local PostgreSQL, in a database of its own."""
+    if not _postgres_available():
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres")
+    name = f"btc_prefect_test_{uuid.uuid4().hex[:8]}"
+    subprocess.run([*PG_ADMIN, f"CREATE DATABASE {name}"], check=True)
+    gen = _serve(
+        tmp_path_factory.mktemp("prefect-pg"),
+        f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
+    )
+    try:
+        yield next(gen)
+        gen.close()
+    finally:
+        subprocess.run([*PG_ADMIN, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False)
+
+
+@pytest.fixture(scope="session")
+def worker_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("worker-data") / "btc.duckdb"
+
+
+@pytest.fixture(scope="session")
+def process_worker(
+    prefect_server: Server, fake_api_server: FakeApi, worker_db: Path
+) -> subprocess.Popen:
+    """One process worker polling every second; its flows use the fake API and a tmp DuckDB."""
+    return prefect_server.worker(
+        poll_s=1.0,
+        BTC_DB_PATH=str(worker_db),
+        BTC_NOTIFY="none",
+        BTC_COINGECKO_URL=f"{fake_api_server.url}/coingecko",
+        BTC_COINBASE_URL=f"{fake_api_server.url}/coinbase",
+        BTC_RETRY_BASE_S="0.1",
+        BTC_READ_TIMEOUT_S="1",
+        BTC_EXTRACT_CACHE_S="1",
+    )

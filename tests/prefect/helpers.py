@@ -1,0 +1,59 @@
+"""Reading runs back through the Prefect API, as a person would in the UI."""
+
+from __future__ import annotations
+
+import time
+from uuid import UUID
+
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.client.schemas.objects import FlowRun, Log, TaskRun
+
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def run_deployment(
+    client: SyncPrefectClient, name: str, timeout_s: float = 180, **parameters
+) -> FlowRun:
+    """Trigger ``flow/deployment`` now and wait until its run is final."""
+    deployment = client.read_deployment_by_name(name)
+    run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+    return wait(client, run.id, timeout_s)
+
+
+def wait(client: SyncPrefectClient, flow_run_id: UUID, timeout_s: float = 180) -> FlowRun:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run = client.read_flow_run(flow_run_id)
+        if run.state and run.state.type.value in FINAL:
+            return run
+        time.sleep(0.5)
+    raise TimeoutError(
+        f"flow run {flow_run_id} still {run.state.name if run.state else '?'} after {timeout_s} s"
+    )
+
+
+def all_task_runs(client: SyncPrefectClient, flow_run_id: UUID) -> list[TaskRun]:
+    return client.read_task_runs(
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    )
+
+
+def task_runs(client: SyncPrefectClient, flow_run_id: UUID) -> dict[str, TaskRun]:
+    """Task runs by name (for flows whose task names are unique)."""
+    return {r.name: r for r in all_task_runs(client, flow_run_id)}
+
+
+def state_names(client: SyncPrefectClient, task_run: TaskRun) -> list[str]:
+    return [s.name for s in client.read_task_run_states(task_run.id)]
+
+
+def logs(client: SyncPrefectClient, flow_run_id: UUID) -> list[Log]:
+    return client.read_logs(
+        LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200
+    )

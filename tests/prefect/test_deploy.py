@@ -1,0 +1,51 @@
+"""`prefect deploy --all` on fresh servers: the deployments are what prefect.yaml says."""
+
+import pytest
+import yaml
+
+from btc_core.settings import PROJECT_ROOT
+from deployments.stack import setup_and_deploy
+
+pytestmark = pytest.mark.integration
+SPEC = {
+    d["name"]: d for d in yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["deployments"]
+}
+
+
+def check_deployments(server) -> None:
+    with server.client() as client:
+        deployments = {d.name: d for d in client.read_deployments()}
+        assert set(deployments) == set(SPEC)
+        for name, spec in SPEC.items():
+            deployment = deployments[name]
+            assert deployment.work_pool_name == "btc-process"
+            assert deployment.entrypoint == spec["entrypoint"]
+            schedules = [s.schedule for s in deployment.schedules]
+            for expected, actual in zip(spec.get("schedules", []), schedules, strict=True):
+                if "cron" in expected:
+                    assert (actual.cron, actual.timezone) == (expected["cron"], "UTC")
+                else:
+                    assert actual.interval.total_seconds() == expected["interval"]
+            assert len(schedules) == len(spec.get("schedules", []))
+        assert deployments["btc-backfill"].parameters == SPEC["btc-backfill"]["parameters"]
+        trigger = [
+            a for a in client.read_automations() if a.name.startswith("btc-on-event__automation")
+        ]
+        assert trigger and trigger[0].trigger.expect == {"btc.replay.updated"}
+        pool = client.read_work_pool("btc-process")
+        assert pool.type == "process"
+        assert {a.name for a in client.read_automations()} >= {
+            "btc-run-failed",
+            "btc-runs-stuck-late",
+        }
+        assert client.read_global_concurrency_limit_by_name("btc-duckdb-writer").limit == 1
+
+
+def test_deploy_all_on_a_fresh_sqlite_server(prefect_server):
+    check_deployments(prefect_server)
+
+
+def test_deploy_all_on_a_fresh_postgres_server_and_again(postgres_server):
+    setup_and_deploy(postgres_server.home, postgres_server.api_url)
+    setup_and_deploy(postgres_server.home, postgres_server.api_url)  # idempotent
+    check_deployments(postgres_server)

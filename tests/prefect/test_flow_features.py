@@ -1,0 +1,143 @@
+"""The flow's own features, run in-process against the real server: cache, secrets, backfill."""
+
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import duckdb
+import pytest
+from prefect.blocks.system import Secret
+from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+from flows.btc import btc_backfill, btc_pipeline
+from tests.prefect.helpers import all_task_runs, logs, run_deployment, task_runs
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def against(prefect_server, tmp_path, monkeypatch):
+    """Run flows in this process against the test server, data in tmp_path."""
+    monkeypatch.setenv("BTC_DB_PATH", str(tmp_path / "btc.duckdb"))
+    monkeypatch.setenv("BTC_NOTIFY", "none")
+    with temporary_settings(
+        {PREFECT_API_URL: prefect_server.api_url, PREFECT_LOCAL_STORAGE_PATH: tmp_path / "results"}
+    ):
+        yield prefect_server
+
+
+def extract_state(server, flow_state) -> str:
+    with server.client() as client:
+        tasks = task_runs(client, flow_state.state_details.flow_run_id)
+    return tasks["extract-replay"].state.name
+
+
+def test_extract_is_cached_inside_the_expiration_and_not_after(against, monkeypatch):
+    monkeypatch.setenv("BTC_EXTRACT_CACHE_S", "4")
+    first = btc_pipeline(return_state=True)
+    second = btc_pipeline(return_state=True)
+    assert (extract_state(against, first), extract_state(against, second)) == (
+        "Completed",
+        "Cached",
+    )
+    time.sleep(4.5)
+    assert extract_state(against, btc_pipeline(return_state=True)) == "Completed"
+
+
+def test_a_replaced_replay_file_is_not_served_from_cache(
+    against, monkeypatch, replay_csv, tmp_path
+):
+    copy = tmp_path / "replay.csv"
+    copy.write_bytes(replay_csv.read_bytes())
+    monkeypatch.setenv("BTC_REPLAY_FILE", str(copy))
+    monkeypatch.setenv("BTC_EXTRACT_CACHE_S", "600")
+    assert extract_state(against, btc_pipeline(return_state=True)) == "Completed"
+    copy.write_bytes(replay_csv.read_bytes().replace(b"42280.14", b"42280.15"))
+    assert extract_state(against, btc_pipeline(return_state=True)) == "Completed"
+
+
+class Hook(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:
+        Hook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Hook.received.clear()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_secrets_from_blocks_reach_the_api_and_the_hook_but_no_log_or_parameter(
+    against, monkeypatch, fake_api, webhook
+):
+    key, token = f"CG-{uuid.uuid4().hex}", uuid.uuid4().hex
+    Secret(value=key).save("btc-coingecko-api-key", overwrite=True)
+    Secret(value=f"{webhook}/services/{token}").save("btc-webhook-url", overwrite=True)
+    monkeypatch.setenv("BTC_SECRETS_FROM", "prefect-blocks")
+    monkeypatch.setenv("BTC_NOTIFY", "webhook")
+    monkeypatch.setenv("BTC_COINGECKO_URL", f"{fake_api.url}/coingecko")
+    ok = btc_pipeline(source="coingecko", return_state=True)
+    assert ok.is_completed()
+    assert fake_api.requests[-1]["headers"]["x-cg-demo-api-key"] == key
+    assert Hook.received and Hook.received[-1]["text"].startswith("BTC daily average")
+    # now the hook is gone: the failure must not leak the URL either
+    Secret(value=f"http://127.0.0.1:9/services/{token}").save("btc-webhook-url", overwrite=True)
+    failed = btc_pipeline(source="coingecko", return_state=True)
+    assert failed.is_failed() and "webhook" in failed.message
+    with against.client() as client:
+        for state in (ok, failed):
+            run = client.read_flow_run(state.state_details.flow_run_id)
+            text = json.dumps(run.parameters) + (run.state.message or "")
+            text += "\n".join(log.message for log in logs(client, run.id))
+            assert key not in text and token not in text
+            assert "Secret" not in json.dumps(run.parameters)
+
+
+def test_backfill_through_the_worker_maps_days_and_reports_progress(
+    prefect_server, process_worker, worker_db
+):
+    with prefect_server.client() as client:
+        run = run_deployment(
+            client,
+            "btc-backfill/btc-backfill",
+            start="2023-11-01",
+            end="2023-11-06",
+            max_parallel=3,
+        )
+        assert run.state.name == "Completed", run.state.message
+        names = [t.name for t in all_task_runs(client, run.id)]
+        assert sum(n.startswith("extract-replay") for n in names) == 6
+        assert sum(n.startswith("load") for n in names) == 6
+        progress = client.read_artifacts(artifact_filter=None)
+        assert any(a.key == "btc-backfill-progress" and a.data == 100.0 for a in progress)
+    with duckdb.connect(str(worker_db), read_only=True) as con:
+        assert con.execute(
+            "SELECT count(*) FROM daily_avg WHERE day BETWEEN DATE '2023-11-01' AND DATE '2023-11-06'"
+        ).fetchone() == (6,)
+
+
+def test_backfill_in_process_has_no_duplicate_rows(against, tmp_path):
+    assert btc_backfill(start="2023-12-01", end="2023-12-04", max_parallel=4).startswith(
+        "backfilled"
+    )
+    assert btc_backfill(start="2023-12-03", end="2023-12-05", max_parallel=2).endswith(
+        ": 24 observations new or updated"
+    )
+    with duckdb.connect(str(tmp_path / "btc.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT ts) FROM observations").fetchone() == (
+            120,
+            120,
+        )
