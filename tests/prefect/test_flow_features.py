@@ -5,6 +5,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import duckdb
 import pytest
@@ -59,7 +60,7 @@ def test_a_replaced_replay_file_is_not_served_from_cache(
 
 
 class Hook(BaseHTTPRequestHandler):
-    received: list[dict] = []
+    received: ClassVar[list[dict]] = []
 
     def do_POST(self) -> None:
         Hook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
