@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen
 
-.PHONY: help setup demo plain server up down status worker test test-unit lint format bench clean
+.PHONY: help setup demo plain server up down status worker test test-unit lint format parity dagster airflow-ui airflow-ui-down bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -36,7 +36,8 @@ status:
 worker: setup  ## another process worker (PREFECT_API_URL must point at the server)
 	workers/start-process-worker.sh btc-process
 
-test: setup  ## every test suite: core, Prefect, Dagster, then Airflow in its own environment
+test: setup  ## every test suite: core, Prefect, Dagster, parity, then Airflow in its own environment
+	$(UV) sync --frozen --project airflow_port
 	$(RUN) ruff check .
 	$(RUN) pytest
 	$(MAKE) -C airflow_port test
@@ -52,8 +53,26 @@ format: setup
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
+parity: setup  ## plain, Prefect, Dagster, Airflow on INPUT=file.csv (default: the replay slice), byte for byte
+	$(UV) sync --frozen --project airflow_port
+	$(RUN) python -m scripts.parity $(INPUT)
+
+dagster: setup  ## Dagster UI on http://127.0.0.1:3000 (asset graph btc_price -> daily_avg)
+	mkdir -p var/dagster
+	DAGSTER_HOME=$(CURDIR)/var/dagster $(RUN) dagster dev -m dagster_port.definitions -h 127.0.0.1 -p 3000
+
+airflow-ui:  ## Airflow api-server (127.0.0.1:8080), scheduler, dag-processor; airflow-ui-down stops them
+	$(MAKE) -C airflow_port ui
+
+airflow-ui-down:
+	$(MAKE) -C airflow_port ui-down
+
 bench: setup  ## benchmarks, each printing a ratio against a baseline measured in the same run
 	$(RUN) python -m bench.ingest
+	$(RUN) python -m bench.prefect_latency
+	$(RUN) python -m bench.dagster_overhead
+	$(UV) sync --frozen --project airflow_port
+	airflow_port/.venv/bin/python -m bench.airflow_overhead
 
 clean:  ## remove generated data (var/, out/)
 	rm -rf var out

@@ -6,6 +6,9 @@ extract (retries + failover) -> load (upsert) -> transform (daily_avg of the tou
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,7 +27,20 @@ log = logging.getLogger(__name__)
 
 def store_for(settings: Settings) -> Store:
     """The DuckDB store the settings point at."""
-    return Store(settings.db_path, settings.lock_timeout_s)
+    pause = settings.pause_before_commit_s
+    return Store(settings.db_path, settings.lock_timeout_s, _pause(pause) if pause > 0 else None)
+
+
+def _pause(seconds: float) -> Callable[[], None]:
+    def before_commit() -> None:
+        print(
+            f"btc: test hook: PID {os.getpid()} pausing {seconds:g} s before commit",
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(seconds)
+
+    return before_commit
 
 
 def extract(

@@ -53,6 +53,9 @@ class Settings:
     alerts_webhook_url: str = ""
     secrets_from: str = "env"
     artifacts: str = "full"
+    # Test switch for crash drills: pause this long inside the load transaction, after the
+    # upsert and before the commit, so a test can kill -9 the process there.
+    pause_before_commit_s: float = 0.0
 
     def __repr__(self) -> str:
         shown = []

@@ -109,8 +109,12 @@ def extract(source: str, window: Window | None, replay_file: str | None, version
 @task(retries=3, retry_delay_seconds=2, retry_condition_fn=retry_if_transient, timeout_seconds=600)
 def load(batch: Batch) -> LoadResult:
     """Upsert into DuckDB. Writers queue on the server's global concurrency limit (across
-    machines; skipped with a warning when it does not exist) and on the core's file lock."""
-    with concurrency(WRITER_LIMIT, occupy=1, strict=False):
+    machines; skipped with a warning when it does not exist) and on the core's file lock.
+
+    The slot is a lease, renewed while held: a writer killed with -9 frees it when the lease
+    runs out, so the lease is the shortest Prefect allows (60 s) rather than its default 300 s.
+    """
+    with concurrency(WRITER_LIMIT, occupy=1, strict=False, lease_duration=60):
         result = store_for(runtime_settings()).load(batch)
     get_run_logger().info(result.summary())
     return result

@@ -3,11 +3,13 @@
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from dagster import (
     DagsterInstance,
     DefaultSensorStatus,
     Definitions,
+    EvaluateAutomationConditionsResult,
     RunRequest,
     SkipReason,
     build_schedule_context,
@@ -16,11 +18,13 @@ from dagster import (
     materialize,
 )
 
+from btc_core.observations import Batch
 from btc_core.pipeline import store_for
 from btc_core.settings import Settings
 from btc_core.transform import export
 from dagster_port.assets import btc_price, daily_avg
 from dagster_port.automation import automation_sensor, hourly_schedule, replay_file_sensor
+from dagster_port.checks import CHECKS
 from dagster_port.definitions import build
 from dagster_port.resources import BtcResource, LiveSource, ReplaySource
 
@@ -30,44 +34,108 @@ def defs(settings: Settings) -> Definitions:
     return build(settings)
 
 
+def tick(
+    defs: Definitions,
+    instance: DagsterInstance,
+    after: EvaluateAutomationConditionsResult | None = None,
+) -> EvaluateAutomationConditionsResult:
+    """One evaluation of the automation conditions, as ``btc_automation`` does every 30 s."""
+    return evaluate_automation_conditions(
+        defs,
+        instance,
+        asset_selection=automation_sensor.asset_selection,
+        cursor=after.cursor if after else None,
+    )
+
+
 def test_materializing_only_btc_price_leaves_daily_avg_stale_until_automation_selects_it(
     settings: Settings,
     defs: Definitions,
     resources: dict[str, BtcResource],
     instance: DagsterInstance,
 ) -> None:
-    first = evaluate_automation_conditions(defs, instance)
+    first = tick(defs, instance)
     assert first.total_requested == 0  # btc_price missing: nothing to average yet
 
-    materialize([btc_price], resources=resources, instance=instance)
+    # as the UI's "Materialize" does: the asset and its checks, nothing downstream
+    materialize([btc_price, *CHECKS], resources=resources, instance=instance)
 
     assert export(store_for(settings)) == "[]\n"  # stale: the averages were not recomputed
-    after_load = evaluate_automation_conditions(defs, instance, cursor=first.cursor)
+    after_load = tick(defs, instance, first)
     assert after_load.get_requested_partitions(daily_avg.key) == {None}
     assert after_load.total_requested == 1
 
-    materialize([btc_price, daily_avg], selection=[daily_avg], resources=resources, instance=instance)
+    materialize(
+        [btc_price, daily_avg], selection=[daily_avg], resources=resources, instance=instance
+    )
 
-    done = evaluate_automation_conditions(defs, instance, cursor=after_load.cursor)
+    done = tick(defs, instance, after_load)
     assert done.total_requested == 0
 
 
-def test_the_hourly_job_updates_both_so_automation_adds_no_run(
+def test_the_hourly_job_loads_btc_price_and_automation_follows(
     defs: Definitions, instance: DagsterInstance
 ) -> None:
-    first = evaluate_automation_conditions(defs, instance)
+    first = tick(defs, instance)
 
     assert defs.resolve_job_def("btc_hourly").execute_in_process(instance=instance).success
 
-    again = evaluate_automation_conditions(defs, instance, cursor=first.cursor)
-    assert again.total_requested == 0
+    again = tick(defs, instance, first)
+    assert again.get_requested_partitions(daily_avg.key) == {None}
+    assert instance.get_latest_materialization_event(daily_avg.key) is None
+
+
+def test_materializing_both_from_the_ui_adds_no_automation_run(
+    defs: Definitions, instance: DagsterInstance
+) -> None:
+    first = tick(defs, instance)
+
+    # what *Materialize all* in the UI launches: the global asset job with an asset selection
+    defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[btc_price.key, daily_avg.key]
+    )
+
+    assert tick(defs, instance, first).total_requested == 0
+
+
+def test_a_btc_price_update_after_daily_avg_in_the_same_tick_is_not_lost(
+    defs: Definitions, resources: dict[str, BtcResource], instance: DagsterInstance
+) -> None:
+    # The daemon ticks every 30 s. Stock eager() sees "daily_avg updated" in the tick and counts
+    # that as handled, even when btc_price updated again after it: daily_avg would stay stale.
+    first = tick(defs, instance)
+    defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[btc_price.key, daily_avg.key]
+    )
+    materialize([btc_price, *CHECKS], resources=resources, instance=instance)
+
+    same_tick = tick(defs, instance, first)
+
+    assert same_tick.get_requested_partitions(daily_avg.key) == {None}
+
+
+def test_automation_waits_for_the_blocking_checks_of_btc_price(
+    settings: Settings,
+    defs: Definitions,
+    resources: dict[str, BtcResource],
+    instance: DagsterInstance,
+) -> None:
+    first = tick(defs, instance)
+    store_for(settings).load(
+        Batch("test", pd.DataFrame({"ts": [pd.Timestamp("2023-09-30 12:00")], "price_usd": [-1.0]}))
+    )
+
+    materialize([btc_price, *CHECKS], resources=resources, instance=instance, raise_on_error=False)
+
+    after_load = tick(defs, instance, first)
+    assert after_load.total_requested == 0
 
 
 def test_the_automation_sensor_is_on_by_default() -> None:
     assert automation_sensor.default_status == DefaultSensorStatus.RUNNING
 
 
-def test_the_hourly_schedule_requests_the_hourly_job(defs: Definitions) -> None:
+def test_the_hourly_schedule_requests_the_hourly_job() -> None:
     context = build_schedule_context(scheduled_execution_time=datetime(2024, 1, 1, 5, tzinfo=UTC))
 
     (request,) = hourly_schedule.evaluate_tick(context).run_requests or []
@@ -83,7 +151,9 @@ def test_the_replay_sensor_runs_once_per_new_or_changed_file(
 ) -> None:
     replay = tmp_path / "replay.csv"
     replay.write_bytes(replay_csv.read_bytes())
-    context = build_sensor_context(resources={"price_source": ReplaySource(replay_file=str(replay))})
+    context = build_sensor_context(
+        resources={"price_source": ReplaySource(replay_file=str(replay))}
+    )
 
     first = replay_file_sensor(context)
     unchanged = replay_file_sensor(context)

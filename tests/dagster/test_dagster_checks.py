@@ -35,9 +35,7 @@ def check_results(
         instance=instance,
         raise_on_error=False,
     )
-    return {
-        e.check_name: (e.passed, e.severity) for e in result.get_asset_check_evaluations()
-    }
+    return {e.check_name: (e.passed, e.severity) for e in result.get_asset_check_evaluations()}
 
 
 def test_all_checks_pass_on_the_replay_data(
@@ -92,6 +90,8 @@ def test_a_day_with_25_observations_warns(
         [btc_price, *CHECKS], resources=resources, instance=instance, raise_on_error=False
     )
 
-    (over,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "at_most_24_a_day"]
+    (over,) = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == "at_most_24_a_day"
+    ]
     assert (over.passed, over.severity) == (False, AssetCheckSeverity.WARN)
     assert over.metadata["examples"].value == "2023-09-30: 25"

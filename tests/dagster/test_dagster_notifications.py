@@ -3,7 +3,6 @@
 import json
 import socket
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, build_sensor_context, materialize

@@ -1,0 +1,145 @@
+"""Assets: ``btc_price`` -> ``daily_avg``, and their daily-partitioned twins for backfills.
+
+The data lives in DuckDB and the assets return only metadata, so lineage comes from ``deps``
+rather than an IO manager. Both pairs write the same two tables through btc_core's idempotent
+upsert; Dagster tracks them apart because an asset has exactly one partitioning.
+"""
+
+from datetime import timedelta
+
+from dagster import (
+    AssetExecutionContext,
+    AutomationCondition,
+    BackfillPolicy,
+    DailyPartitionsDefinition,
+    FreshnessPolicy,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from btc_core.observations import Batch, Window
+from btc_core.store import LoadResult
+from btc_core.transform import latest, refresh_daily_avg
+from dagster_port.resources import DuckDBStore, PriceSource
+
+GROUP = "btc"
+BACKFILL_GROUP = "btc_backfill"
+# Every step that opens the DuckDB file is in one concurrency pool: with a limit of 1 (README)
+# Dagster queues them; without it btc_core's writer lock makes them wait their turn.
+DUCKDB_POOL = "btc_duckdb"
+# Hourly data: one missed run warns, two fail (evaluated by the daemon between runs).
+HOURLY_FRESHNESS = FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=2), warn_window=timedelta(minutes=75)
+)
+# The first UTC day of the recorded data set (shared/data); older days have nothing to load.
+DAILY_PARTITIONS = DailyPartitionsDefinition(start_date="2019-11-20")
+
+# eager(), with two changes. It waits for btc_price's blocking checks, so a bad price never
+# reaches the averages. And its "handled" reset ignores a daily_avg update when btc_price updated
+# in the same tick too: the daemon ticks every 30 s, and stock eager() then loses a btc_price
+# update that landed after the daily_avg one, leaving daily_avg stale.
+_HANDLED = (
+    AutomationCondition.newly_requested()
+    | (AutomationCondition.newly_updated() & ~AutomationCondition.any_deps_updated())
+    | AutomationCondition.initial_evaluation()
+).with_label("handled, unless upstream updated too")
+DAILY_AVG_AUTOMATION = (
+    AutomationCondition.eager().replace("handled", _HANDLED)
+    & AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("eager, after blocking checks")
+
+
+def _load_metadata(batch: Batch, result: LoadResult) -> dict[str, object]:
+    return {
+        "source": result.source,
+        "inserted": result.inserted,
+        "updated": result.updated,
+        "unchanged": result.unchanged,
+        "first_day": result.first_day.isoformat(),
+        "last_day": result.last_day.isoformat(),
+        "rejected": batch.n_rejected,
+        "notes": MetadataValue.text("\n".join(batch.notes)),
+    }
+
+
+def _load(
+    context: AssetExecutionContext, source: PriceSource, duckdb: DuckDBStore, window: Window | None
+) -> MaterializeResult:
+    batch = source.fetch(window)
+    result = duckdb.store().load(batch)
+    context.log.info(batch.summary())
+    context.log.info(result.summary())
+    return MaterializeResult(metadata=_load_metadata(batch, result))
+
+
+@asset(group_name=GROUP, kinds={"duckdb"}, pool=DUCKDB_POOL, freshness_policy=HOURLY_FRESHNESS)
+def btc_price(
+    context: AssetExecutionContext, price_source: PriceSource, duckdb: DuckDBStore
+) -> MaterializeResult:
+    """BTC/USD observations (table ``observations``): the latest from the price source, upserted.
+
+    For a replay source "the latest" is the whole recorded file up to now.
+    """
+    return _load(context, price_source, duckdb, None)
+
+
+@asset(
+    group_name=GROUP,
+    deps=[btc_price],
+    kinds={"duckdb"},
+    pool=DUCKDB_POOL,
+    automation_condition=DAILY_AVG_AUTOMATION,
+    freshness_policy=HOURLY_FRESHNESS,
+)
+def daily_avg(duckdb: DuckDBStore) -> MaterializeResult:
+    """Average price per UTC day (table ``daily_avg``), recomputed for every day.
+
+    Automation: after every ``btc_price`` update, once its blocking checks passed (see
+    ``DAILY_AVG_AUTOMATION``). Recomputing every day is one GROUP BY in DuckDB, and stays right
+    however many ``btc_price`` updates one ``daily_avg`` run follows.
+    """
+    store = duckdb.store()
+    days = refresh_daily_avg(store)
+    newest = latest(store)
+    metadata: dict[str, object] = {"days": days}
+    if newest is not None:
+        metadata |= {
+            "latest_day": newest.current.day.isoformat(),
+            "latest_avg_price_usd": round(newest.current.avg_price_usd, 2),
+        }
+    return MaterializeResult(metadata=metadata)
+
+
+def _partition_window(context: AssetExecutionContext) -> Window:
+    span = context.partition_time_window
+    return Window(span.start, span.end)
+
+
+@asset(
+    group_name=BACKFILL_GROUP,
+    kinds={"duckdb"},
+    pool=DUCKDB_POOL,
+    partitions_def=DAILY_PARTITIONS,
+    backfill_policy=BackfillPolicy.single_run(),
+)
+def btc_price_by_day(
+    context: AssetExecutionContext, price_source: PriceSource, duckdb: DuckDBStore
+) -> MaterializeResult:
+    """Observations of whole UTC days, for backfills: a range of days loads in one run."""
+    return _load(context, price_source, duckdb, _partition_window(context))
+
+
+@asset(
+    group_name=BACKFILL_GROUP,
+    deps=[btc_price_by_day],
+    kinds={"duckdb"},
+    pool=DUCKDB_POOL,
+    partitions_def=DAILY_PARTITIONS,
+    backfill_policy=BackfillPolicy.single_run(),
+)
+def daily_avg_by_day(context: AssetExecutionContext, duckdb: DuckDBStore) -> MaterializeResult:
+    """Daily averages of the partition's days."""
+    days = _partition_window(context).day_list()
+    written = refresh_daily_avg(duckdb.store(), days[0], days[-1])
+    return MaterializeResult(metadata={"days": written})
