@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from dataclasses import replace as with_fields
+from datetime import UTC, datetime
+
+import requests
 
 from btc_core.errors import BtcError, StoreBusy
 from btc_core.settings import Settings
@@ -58,6 +62,150 @@ def check_source(settings: Settings) -> Check:
     return Check(f"source {settings.source}", True, batch.summary())
 
 
+POOL = "btc-process"
+DOCKER_POOL = "btc-docker"
+WORKER_FRESH_S = 120  # a worker that polled within this many seconds counts as alive
+START_WORKER = "workers/start-process-worker.sh btc-process"
+
+
+class _Api:
+    """Minimal REST access to a Prefect server or Prefect Cloud (no Prefect import)."""
+
+    def __init__(self, settings: Settings):
+        self.url = settings.prefect_api_url.rstrip("/")
+        self.session = requests.Session()
+        if settings.prefect_api_auth_string:
+            user, _, password = settings.prefect_api_auth_string.partition(":")
+            self.session.auth = (user, password)
+
+    def call(self, method: str, path: str, **kwargs: object) -> requests.Response:
+        return self.session.request(method, f"{self.url}{path}", timeout=5, **kwargs)  # type: ignore[arg-type]
+
+
+def check_prefect(settings: Settings) -> list[Check]:
+    """The control plane answers, the pools exist, a worker polls each, the backend suits."""
+    if not settings.prefect_api_url:
+        busy = (
+            "" if _port_free(4200) else " (port 4200 is in use: is a server already running there?)"
+        )
+        return [
+            Check(
+                "prefect api",
+                False,
+                f"PREFECT_API_URL is not set{busy}",
+                "make server, then export PREFECT_API_URL=http://127.0.0.1:4200/api",
+            )
+        ]
+    api = _Api(settings)
+    try:
+        health = api.call("GET", "/health")
+    except requests.RequestException:
+        hint = (
+            ""
+            if _port_free(4200)
+            else "; port 4200 is busy with something else: make server picks the next free port"
+        )
+        return [
+            Check(
+                "prefect api",
+                False,
+                f"{api.url} does not answer{hint}",
+                "make server (or fix PREFECT_API_URL)",
+            )
+        ]
+    if health.status_code == 401:
+        return [
+            Check(
+                "prefect api",
+                False,
+                f"{api.url} wants credentials (HTTP 401)",
+                "export PREFECT_API_AUTH_STRING=user:password (the server's PREFECT_SERVER_API_AUTH_STRING)",
+            )
+        ]
+    if health.status_code != 200:
+        return [
+            Check(
+                "prefect api",
+                False,
+                f"{api.url}/health answered HTTP {health.status_code}",
+                "check the server log",
+            )
+        ]
+    checks = [Check("prefect api", True, f"{api.url} answers"), _backend(api)]
+    for pool in (POOL, DOCKER_POOL):
+        checks += _pool(api, pool)
+    return checks
+
+
+def _backend(api: _Api) -> Check:
+    resp = api.call("GET", "/admin/settings")
+    if resp.status_code != 200:  # Prefect Cloud has no admin settings
+        return Check("database", True, "managed by the control plane (Prefect Cloud?)")
+    url = str(resp.json().get("server", {}).get("database", {}).get("connection_url", ""))
+    if "sqlite" in url:
+        return Check(
+            "database",
+            True,
+            "SQLite: fine for a demo; under many concurrent task runs it "
+            "locks: set PREFECT_API_DATABASE_CONNECTION_URL=postgresql+asyncpg://user@host:5432/prefect",
+        )
+    return Check("database", True, "PostgreSQL" if "postgres" in url else "server database in use")
+
+
+def _pool(api: _Api, pool: str) -> list[Check]:
+    found = api.call("GET", f"/work_pools/{pool}")
+    if found.status_code == 404:
+        if pool == DOCKER_POOL:
+            return []  # optional
+        return [Check(f"pool {pool}", False, "does not exist", "python -m deployments.setup")]
+    workers = api.call("POST", f"/work_pools/{pool}/workers/filter", json={"limit": 50}).json()
+    now = datetime.now(UTC)
+    fresh = [
+        w
+        for w in workers
+        if w.get("last_heartbeat_time")
+        and (now - datetime.fromisoformat(w["last_heartbeat_time"])).total_seconds()
+        < WORKER_FRESH_S
+    ]
+    start = START_WORKER if pool == POOL else "workers/start-docker-worker.sh"
+    checks = [
+        Check(
+            f"pool {pool}",
+            bool(fresh),
+            f"{len(fresh)} worker(s) polled in the last {WORKER_FRESH_S} s"
+            if fresh
+            else "no worker polled recently: runs will stay Late",
+            f"start one on your machine: {start}",
+        )
+    ]
+    if pool == DOCKER_POOL:
+        checks.append(check_docker())
+    return checks
+
+
+def check_docker(socket_path: str = "/var/run/docker.sock") -> Check:
+    """The Docker daemon answers on its socket (needed by the Docker pool's worker)."""
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(3)
+            sock.connect(socket_path)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            ok = b" 200 " in sock.recv(256)
+    except OSError:
+        ok = False
+    return Check(
+        "docker",
+        ok,
+        "daemon answers" if ok else f"no Docker daemon on {socket_path}",
+        "bash infra/provision.sh (installs docker.io, starts dockerd)",
+    )
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order a person would fix things."""
-    return [check_store(settings), check_source(settings)]
+    return [check_store(settings), check_source(settings), *check_prefect(settings)]

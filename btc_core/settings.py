@@ -53,6 +53,10 @@ class Settings:
     alerts_webhook_url: str = ""
     secrets_from: str = "env"
     artifacts: str = "full"
+    # Prefect's own client variables, read here too so `btc doctor` can check the control plane
+    # over plain HTTP (btc_core never imports Prefect).
+    prefect_api_url: str = ""
+    prefect_api_auth_string: str = ""
     # Test switch for crash drills: pause this long inside the load transaction, after the
     # upsert and before the commit, so a test can kill -9 the process there.
     pause_before_commit_s: float = 0.0
@@ -72,7 +76,10 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Read ``BTC_<FIELD>`` variables (upper case), then apply keyword ``overrides``."""
         env = os.environ if env is None else env
-        values: dict[str, object] = {}
+        values: dict[str, object] = {
+            "prefect_api_url": env.get("PREFECT_API_URL", ""),
+            "prefect_api_auth_string": env.get("PREFECT_API_AUTH_STRING", ""),
+        }
         for f in fields(cls):
             raw = env.get(f"BTC_{f.name.upper()}")
             if raw is not None and raw != "":
@@ -120,10 +127,12 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """The secret values in force, for redaction."""
-        return [v for v in (self.coingecko_api_key, self.webhook_url, self.alerts_webhook_url) if v]
+        return [getattr(self, name) for name in sorted(SECRET_FIELDS) if getattr(self, name)]
 
 
-SECRET_FIELDS = frozenset({"coingecko_api_key", "webhook_url", "alerts_webhook_url"})
+SECRET_FIELDS = frozenset(
+    {"coingecko_api_key", "webhook_url", "alerts_webhook_url", "prefect_api_auth_string"}
+)
 
 
 def _coerce(name: str, type_name: object, raw: str) -> object:

@@ -21,6 +21,10 @@ def test_serve_creates_the_hourly_deployment_and_runs_it(postgres_server, tmp_pa
         BTC_NOTIFY="none",
         PREFECT_RUNNER_POLL_FREQUENCY="1",
     )
+    with postgres_server.client() as client:  # prove that serve creates it: no leftover from deploy
+        for old in client.read_deployments():
+            if old.name == "btc-hourly":
+                client.delete_deployment(old.id)
     proc = subprocess.Popen(
         [sys.executable, "-m", "flows.serve"],
         cwd=PROJECT_ROOT,

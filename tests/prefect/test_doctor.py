@@ -1,0 +1,57 @@
+"""`btc doctor` against deliberately broken setups: one line of fix for each problem."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from btc_core.doctor import check_docker, check_store
+from btc_core.settings import Settings
+from btc_core.store import Store
+
+pytestmark = pytest.mark.integration
+BTC = Path(sys.executable).parent / "btc"
+
+
+def doctor(tmp_path: Path, api_url: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BTC_", "PREFECT_"))}
+    env.update(PREFECT_API_URL=api_url, BTC_DB_PATH=str(tmp_path / "d.duckdb"))
+    return subprocess.run([str(BTC), "doctor"], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_no_server_says_how_to_start_one(tmp_path):
+    out = doctor(tmp_path, "http://127.0.0.1:9/api")
+    assert out.returncode == 1
+    assert "FAIL prefect api: http://127.0.0.1:9/api does not answer" in out.stdout
+    assert "fix: make server" in out.stdout
+
+
+def test_a_pool_nobody_polls_means_runs_stay_late(postgres_server, tmp_path):
+    out = doctor(tmp_path, postgres_server.api_url)
+    assert "ok   prefect api" in out.stdout and "ok   database: PostgreSQL" in out.stdout
+    assert "FAIL pool btc-process: no worker polled recently: runs will stay Late" in out.stdout
+    assert (
+        "fix: start one on your machine: workers/start-process-worker.sh btc-process" in out.stdout
+    )
+    assert out.returncode == 1
+
+
+def test_a_healthy_setup_passes_and_warns_about_sqlite(prefect_server, process_worker, tmp_path):
+    out = doctor(tmp_path, prefect_server.api_url)
+    assert out.returncode == 0, out.stdout
+    assert "ok   pool btc-process: 1 worker(s) polled" in out.stdout
+    assert (
+        "SQLite: fine for a demo" in out.stdout
+        and "PREFECT_API_DATABASE_CONNECTION_URL" in out.stdout
+    )
+
+
+def test_a_locked_duckdb_file_and_a_missing_docker_daemon_are_reported(tmp_path):
+    settings = Settings.from_env(env={}, db_path=tmp_path / "held.duckdb")
+    with Store(settings.db_path).connect():
+        check = check_store(settings)
+    assert not check.ok and "is busy" in check.detail
+    docker = check_docker(str(tmp_path / "no.sock"))
+    assert not docker.ok and "infra/provision.sh" in docker.fix
