@@ -5,13 +5,13 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen
 
-.PHONY: help setup demo plain server up down status worker test test-unit lint format parity dagster airflow-ui airflow-ui-down bench clean
+.PHONY: help setup demo plain server up down status worker test test-unit lint format parity dagster airflow-ui airflow-ui-down comparison bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 setup:  ## install uv (if missing) and the locked main environment
-	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(UV) sync --frozen
 
 demo: setup  ## the main job: Prefect server + process worker, btc-hourly on replay data, UI URL
@@ -66,6 +66,10 @@ airflow-ui:  ## Airflow api-server (127.0.0.1:8080), scheduler, dag-processor; a
 
 airflow-ui-down:
 	$(MAKE) -C airflow_port ui-down
+
+comparison: setup  ## measure Prefect, Dagster, Airflow (~7 min; PostgreSQL on 127.0.0.1:5432) and regenerate docs/COMPARISON.md
+	$(UV) sync --frozen --project airflow_port
+	$(RUN) python -m scripts.comparison
 
 bench: setup  ## benchmarks, each printing a ratio against a baseline measured in the same run
 	$(RUN) python -m bench.ingest

@@ -53,19 +53,21 @@ def plain_ms(workdir: Path, runs: int) -> float:
     return statistics.median(times) * 1000
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="btc-latency-"))
+POLLING = (("default polling (10 s)", 10.0), ("tuned polling (1 s)", 1.0))
+
+
+def measure(runs: int, workdir: Path | None = None) -> dict[str, list[float]]:
+    """Seconds trigger -> Completed of ``runs`` runs per worker polling setting (after one
+    warm-up run each), on a server of its own that is stopped before returning."""
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="btc-latency-"))
     home = workdir / "prefect-home"
     port = pick_port(4400)
     server = start_server(home, port, workdir / "server.log")
     api_url = f"http://127.0.0.1:{port}/api"
-    results: dict[str, float] = {}
+    results: dict[str, list[float]] = {}
     try:
         setup_and_deploy(home, api_url)
-        for label, poll in (("default polling (10 s)", 10.0), ("tuned polling (1 s)", 1.0)):
+        for label, poll in POLLING:
             worker = start_worker(
                 home,
                 api_url,
@@ -77,17 +79,26 @@ def main() -> int:
             )
             try:
                 latencies(api_url, 1)  # warm-up: imports, first DuckDB file
-                measured = latencies(api_url, args.runs)
+                results[label] = latencies(api_url, runs)
             finally:
                 stop(worker.pid, sigints=2)
-            results[label] = statistics.median(measured)
-            spread = ", ".join(f"{m:.1f}" for m in measured)
-            print(
-                f"{label}: median {results[label]:.2f} s trigger -> Completed  [{spread}]",
-                flush=True,
-            )
     finally:
         stop(server.pid, sigints=1)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="btc-latency-"))
+    results: dict[str, float] = {}
+    for label, measured in measure(args.runs, workdir).items():
+        results[label] = statistics.median(measured)
+        spread = ", ".join(f"{m:.1f}" for m in measured)
+        print(
+            f"{label}: median {results[label]:.2f} s trigger -> Completed  [{spread}]", flush=True
+        )
     base = plain_ms(workdir, args.runs)
     default, tuned = results.values()
     print(f"plain core (same data, no orchestrator): {base:.0f} ms")

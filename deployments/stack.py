@@ -78,7 +78,13 @@ def pick_port(preferred: int = DEFAULT_PORT, tries: int = 50) -> int:
 
 def prefect_env(home: Path | str, api_url: str | None = None, **extra: str) -> dict[str, str]:
     """The environment for Prefect processes of this stack."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    # PYTHONDONTWRITEBYTECODE (set on some CI machines) would make every flow-run process
+    # compile Prefect from source again: +1 s per run. Workers on real machines cache bytecode.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PREFECT_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env.update(
         {
             "PREFECT_HOME": str(home),

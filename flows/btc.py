@@ -16,6 +16,7 @@ the old file after it was replaced (a classic cache-key surprise).
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -47,7 +48,9 @@ from btc_core.transform import Latest, latest, refresh_daily_avg
 
 SECRET_BLOCKS = {"coingecko_api_key": "btc-coingecko-api-key", "webhook_url": "btc-webhook-url"}
 PLACEHOLDER = "unset"  # value of a Secret block created without a real secret
-WRITER_LIMIT = "btc-duckdb-writer"  # global concurrency limit held by the server (one writer)
+WRITER_LIMIT = (
+    "btc-duckdb-writer"  # created by deployments/setup.py; used when BTC_WRITER_LIMIT names it
+)
 
 
 def runtime_settings(**overrides: object) -> Settings:
@@ -108,14 +111,22 @@ def extract(source: str, window: Window | None, replay_file: str | None, version
 
 @task(retries=3, retry_delay_seconds=2, retry_condition_fn=retry_if_transient, timeout_seconds=600)
 def load(batch: Batch) -> LoadResult:
-    """Upsert into DuckDB. Writers queue on the server's global concurrency limit (across
-    machines; skipped with a warning when it does not exist) and on the core's file lock.
+    """Upsert into DuckDB; concurrent writers queue on the core's file lock.
 
-    The slot is a lease, renewed while held: a writer killed with -9 frees it when the lease
-    runs out, so the lease is the shortest Prefect allows (60 s) rather than its default 300 s.
+    With ``BTC_WRITER_LIMIT`` set (a store shared by several hosts), loads also hold that Prefect
+    global concurrency limit, held by the server so it works across machines. Off by default: a
+    local DuckDB file needs no more, and on a SQLite-backed server each lease call can meet
+    "database is locked" and stall about 2 s. The lease is renewed while held; a writer killed
+    with -9 frees it when it runs out, so it is the shortest Prefect allows (60 s).
     """
-    with concurrency(WRITER_LIMIT, occupy=1, strict=False, lease_duration=60):
-        result = store_for(runtime_settings()).load(batch)
+    settings = runtime_settings()
+    guard = (
+        concurrency(settings.writer_limit, occupy=1, strict=True, lease_duration=60)
+        if settings.writer_limit
+        else nullcontext()
+    )
+    with guard:
+        result = store_for(settings).load(batch)
     get_run_logger().info(result.summary())
     return result
 

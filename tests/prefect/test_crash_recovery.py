@@ -72,7 +72,8 @@ def drill_server(tmp_path_factory):
 
 def test_kill_9_of_a_flow_run_is_crashed_and_a_restarted_worker_recovers(drill_server, tmp_path):
     db = tmp_path / "w.duckdb"
-    env = {"BTC_DB_PATH": str(db), "BTC_NOTIFY": "none"}
+    # loads also hold the server's writer limit: a killed holder must not block the next writer
+    env = {"BTC_DB_PATH": str(db), "BTC_NOTIFY": "none", "BTC_WRITER_LIMIT": "btc-duckdb-writer"}
     worker = drill_server.worker(poll_s=1.0, BTC_PAUSE_BEFORE_COMMIT_S="120", **env)
     log = drill_server.logs / f"worker-{len(drill_server.workers) - 1}.log"
     with drill_server.client() as client:
