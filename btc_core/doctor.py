@@ -138,18 +138,22 @@ def check_prefect(settings: Settings) -> list[Check]:
 
 
 def _backend(api: _Api) -> Check:
+    """Which database the server uses, when it says so (it hides a full connection URL)."""
     resp = api.call("GET", "/admin/settings")
     if resp.status_code != 200:  # Prefect Cloud has no admin settings
         return Check("database", True, "managed by the control plane (Prefect Cloud?)")
-    url = str(resp.json().get("server", {}).get("database", {}).get("connection_url", ""))
-    if "sqlite" in url:
-        return Check(
-            "database",
-            True,
-            "SQLite: fine for a demo; under many concurrent task runs it "
-            "locks: set PREFECT_API_DATABASE_CONNECTION_URL=postgresql+asyncpg://user@host:5432/prefect",
-        )
-    return Check("database", True, "PostgreSQL" if "postgres" in url else "server database in use")
+    database = resp.json().get("server", {}).get("database", {})
+    driver = str(database.get("driver") or "")
+    url = str(database.get("connection_url") or "")
+    if "postgres" in driver or "postgres" in url:
+        return Check("database", True, "PostgreSQL")
+    hint = (
+        "under many concurrent task runs SQLite locks: use "
+        "PREFECT_API_DATABASE_CONNECTION_URL=postgresql+asyncpg://user@host:5432/prefect"
+    )
+    if "sqlite" in driver or "sqlite" in url:
+        return Check("database", True, f"SQLite: fine for a demo; {hint}")
+    return Check("database", True, f"not shown by the server (SQLite unless configured); {hint}")
 
 
 def _pool(api: _Api, pool: str) -> list[Check]:
@@ -168,19 +172,27 @@ def _pool(api: _Api, pool: str) -> list[Check]:
         < WORKER_FRESH_S
     ]
     start = START_WORKER if pool == POOL else "workers/start-docker-worker.sh"
-    checks = [
+    if fresh:
+        checks = [
+            Check(
+                f"pool {pool}",
+                True,
+                f"{len(fresh)} worker(s) polled in the last {WORKER_FRESH_S} s",
+            )
+        ]
+        return [*checks, check_docker()] if pool == DOCKER_POOL else checks
+    if pool == DOCKER_POOL:  # optional: only a note while nobody uses it
+        return [
+            Check(f"pool {pool}", True, f"no worker polls it: its runs would stay Late ({start})")
+        ]
+    return [
         Check(
             f"pool {pool}",
-            bool(fresh),
-            f"{len(fresh)} worker(s) polled in the last {WORKER_FRESH_S} s"
-            if fresh
-            else "no worker polled recently: runs will stay Late",
+            False,
+            "no worker polled recently: runs will stay Late",
             f"start one on your machine: {start}",
         )
     ]
-    if pool == DOCKER_POOL:
-        checks.append(check_docker())
-    return checks
 
 
 def check_docker(socket_path: str = "/var/run/docker.sock") -> Check:

@@ -206,7 +206,7 @@ def publish_run_artifacts(
         )
 
 
-@flow(name="btc-pipeline", log_prints=True)
+@flow(name="btc-pipeline")
 def btc_pipeline(source: str | None = None, lookback_hours: int | None = None) -> str:
     """One cycle: extract (retries, failover) -> load -> transform -> notify, plus artifacts.
 

@@ -81,6 +81,7 @@ def environment(csv: Path, out: Path, name: str) -> dict[str, str]:
         BTC_NOTIFY="none",
         PREFECT_HOME=str(PROJECT_ROOT / "var" / "parity-prefect-home"),  # kept: migrations once
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",  # first start migrates the DB
     )
     return env
 
