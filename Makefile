@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen
 
-.PHONY: help setup demo plain server up down status worker test test-unit lint format parity dagster airflow-ui airflow-ui-down comparison bench clean
+.PHONY: help setup demo plain server up down status worker test test-unit lint format parity dagster airflow-ui airflow-ui-down comparison image hybrid bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -67,6 +67,12 @@ airflow-ui:  ## Airflow api-server (127.0.0.1:8080), scheduler, dag-processor; a
 airflow-ui-down:
 	$(MAKE) -C airflow_port ui-down
 
+image: setup  ## the flow runtime image btc-flow:<version>-<git sha> (debootstrap base as root, else python:3.11-slim)
+	$(RUN) python -m infra.image build
+
+hybrid: setup  ## server + process and Docker workers here, one btc-hourly-docker run in a container (Docker: infra/provision.sh)
+	$(RUN) python -m infra.hybrid demo
+
 comparison: setup  ## measure Prefect, Dagster, Airflow (~7 min; PostgreSQL on 127.0.0.1:5432) and regenerate docs/COMPARISON.md
 	$(UV) sync --frozen --project airflow_port
 	$(RUN) python -m scripts.comparison
@@ -74,6 +80,7 @@ comparison: setup  ## measure Prefect, Dagster, Airflow (~7 min; PostgreSQL on 1
 bench: setup  ## benchmarks, each printing a ratio against a baseline measured in the same run
 	$(RUN) python -m bench.ingest
 	$(RUN) python -m bench.prefect_latency
+	$(RUN) python -m bench.docker_latency
 	$(RUN) python -m bench.dagster_overhead
 	$(UV) sync --frozen --project airflow_port
 	airflow_port/.venv/bin/python -m bench.airflow_overhead

@@ -1,6 +1,8 @@
 """Idempotent setup of the Prefect side: work pools, Secret blocks, concurrency limits, automations.
 
     python -m deployments.setup            # against PREFECT_API_URL (local server or Cloud)
+    python -m deployments.setup --s3-bucket btc-results --s3-endpoint-url http://127.0.0.1:9000
+                                           # also an S3Bucket block for task results (see docs/hybrid.md)
 
 Safe to run again and again: pools are overwritten with the template from this file, existing
 Secret blocks are only replaced when a value is given in the environment, limits and automations
@@ -21,27 +23,89 @@ from prefect.client.schemas.actions import (
     GlobalConcurrencyLimitUpdate,
     WorkPoolCreate,
 )
-from prefect.events.actions import DoNothing, SendNotification
+from prefect.client.schemas.objects import StateType
+from prefect.events.actions import ChangeFlowRunState, DoNothing, SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
+from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
+from prefect_docker.worker import DockerWorker
 
 from btc_core.settings import Settings
 from flows.btc import PLACEHOLDER, SECRET_BLOCKS, WRITER_LIMIT
+from infra.image import flow_image
 
 PROCESS_POOL = "btc-process"
+DOCKER_POOL = "btc-docker"
+# On each Docker worker's host: the DuckDB volume, and a folder whose worker.env holds the
+# secrets; the flow image's entry point exports it (infra/entrypoint.sh). Only paths reach the
+# control plane, never the values.
+DATA_VOLUME = "btc-data"
+WORKER_SECRETS_DIR = "/etc/btc"
+RESULTS_BLOCK = "btc-results"
+# Runs that stop sending heartbeats (a worker's machine died with its containers) are marked
+# Crashed after this long. Keep it above PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the workers
+# (Prefect's default is 180 s; docs/hybrid.md suggests 30 s and 90 s here).
+ZOMBIE_AFTER_S = 540
 ALERTS_BLOCK = "btc-alerts"
 FLOW_NAMES = ["btc-pipeline", "btc-backfill"]
 
 
-def ensure_work_pools(client: SyncPrefectClient) -> list[str]:
-    """The process pool (overwritten if it exists)."""
+def docker_job_template(image: str) -> dict:
+    """prefect-docker's base job template with this project's defaults: the flow image (a local
+    tag, pulled only if absent), host networking (a container reaches an API on 127.0.0.1), the
+    DuckDB volume, the worker-side secrets folder, and PREFECT_HOME inside the image (a worker
+    passes its own Prefect settings on to the containers it starts)."""
+    template = DockerWorker.get_default_base_job_template()
+    defaults = {
+        "image": image,
+        "image_pull_policy": "IfNotPresent",
+        "network_mode": "host",
+        "volumes": [f"{DATA_VOLUME}:/data", f"{WORKER_SECRETS_DIR}:/run/btc:ro"],
+        "env": {"PREFECT_HOME": "/home/btc/.prefect"},
+        "auto_remove": True,
+    }
+    for name, value in defaults.items():
+        template["variables"]["properties"][name]["default"] = value
+    return template
+
+
+def ensure_work_pools(client: SyncPrefectClient, image: str | None = None) -> list[str]:
+    """The process pool and the Docker pool (both overwritten if they exist)."""
     client.create_work_pool(
         WorkPoolCreate(
             name=PROCESS_POOL, type="process", description="BTC pipeline: process worker"
         ),
         overwrite=True,
     )
-    return [PROCESS_POOL]
+    client.create_work_pool(
+        WorkPoolCreate(
+            name=DOCKER_POOL,
+            type="docker",
+            description="BTC pipeline: Docker worker, flow image built by infra/image.py",
+            base_job_template=docker_job_template(image or flow_image()),
+        ),
+        overwrite=True,
+    )
+    return [PROCESS_POOL, DOCKER_POOL]
+
+
+def ensure_result_storage(
+    bucket: str, endpoint_url: str | None = None, create_bucket: bool = False
+) -> str:
+    """An S3Bucket block for persisted task results. It holds no keys: boto3 takes them from
+    the worker's environment (AWS_ACCESS_KEY_ID, ...). Workers opt in with
+    PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK=s3-bucket/btc-results. ``create_bucket`` creates
+    the bucket if missing, with the keys of this environment (a fresh MinIO, say)."""
+    credentials = AwsCredentials(
+        region_name="us-east-1",
+        aws_client_parameters=AwsClientParameters(endpoint_url=endpoint_url),
+    )
+    if create_bucket:
+        s3 = credentials.get_s3_client()
+        if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+            s3.create_bucket(Bucket=bucket)
+    S3Bucket(bucket_name=bucket, credentials=credentials).save(RESULTS_BLOCK, overwrite=True)
+    return f"s3-bucket/{RESULTS_BLOCK}"
 
 
 def ensure_secret_blocks(settings: Settings) -> list[str]:
@@ -94,8 +158,11 @@ def alerts_block(settings: Settings) -> UUID | None:
     return block.save(ALERTS_BLOCK, overwrite=True)
 
 
-def automations(block_id: UUID | None) -> list[AutomationCore]:
-    """Act on failed or crashed runs, and on runs stuck Late because no worker polls."""
+def automations(
+    block_id: UUID | None, zombie_after_s: int = ZOMBIE_AFTER_S
+) -> list[AutomationCore]:
+    """Act on failed or crashed runs, on runs stuck Late because no worker polls, and mark
+    Crashed the runs whose heartbeats stopped."""
     related = {"prefect.resource.role": "flow", "prefect.resource.name": FLOW_NAMES}
 
     def notify(subject: str, body: str) -> SendNotification | DoNothing:
@@ -141,13 +208,48 @@ def automations(block_id: UUID | None) -> list[AutomationCore]:
                 )
             ],
         ),
+        zombie_automation(zombie_after_s),
     ]
 
 
-def ensure_automations(client: SyncPrefectClient, block_id: UUID | None) -> list[str]:
+def zombie_automation(within_s: int) -> AutomationCore:
+    """Prefect's recipe for zombie runs: after a heartbeat, expect another heartbeat or a final
+    state within ``within_s`` seconds, else mark the run Crashed (which alerts btc-run-failed).
+    A Docker worker's machine that dies takes its containers along; nobody else would say so."""
+    return AutomationCore(
+        name="btc-crash-zombie-runs",
+        description="A BTC flow run stopped sending heartbeats: mark it Crashed.",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.role": "flow", "prefect.resource.name": FLOW_NAMES},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=within_s),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"No heartbeat for {within_s} s: the worker's machine or container died.",
+            )
+        ],
+    )
+
+
+def ensure_automations(
+    client: SyncPrefectClient, block_id: UUID | None, zombie_after_s: int = ZOMBIE_AFTER_S
+) -> list[str]:
     """Create or replace the automations by name."""
     names = []
-    for automation in automations(block_id):
+    for automation in automations(block_id, zombie_after_s):
         for existing in client.read_automations_by_name(automation.name):
             client.delete_automation(existing.id)
         client.create_automation(automation)
@@ -157,17 +259,38 @@ def ensure_automations(client: SyncPrefectClient, block_id: UUID | None) -> list
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args()
+    parser.add_argument(
+        "--flow-image", help="image of the Docker pool (default: infra/image.py's tag)"
+    )
+    parser.add_argument("--s3-bucket", help="also create the S3Bucket block for task results")
+    parser.add_argument(
+        "--s3-endpoint-url", help="S3-compatible endpoint (MinIO, ...); AWS if unset"
+    )
+    parser.add_argument(
+        "--s3-create-bucket", action="store_true", help="create the bucket if it is missing"
+    )
+    parser.add_argument(
+        "--zombie-after",
+        type=int,
+        default=ZOMBIE_AFTER_S,
+        help="seconds without a heartbeat before a run is marked Crashed",
+    )
+    args = parser.parse_args()
     settings = Settings.from_env()
     with get_client(sync_client=True) as client:
-        print(f"work pools: {', '.join(ensure_work_pools(client))}")
+        print(f"work pools: {', '.join(ensure_work_pools(client, args.flow_image))}")
+        if args.s3_bucket:
+            storage = ensure_result_storage(
+                args.s3_bucket, args.s3_endpoint_url, args.s3_create_bucket
+            )
+            print(f"result storage: {storage}")
         print(f"secret blocks: {'; '.join(ensure_secret_blocks(settings))}")
         print(f"global concurrency limit: {ensure_writer_limit(client)} = 1")
         block_id = alerts_block(settings)
         print(
             f"alerts: {'webhook block ' + ALERTS_BLOCK if block_id else 'none (set BTC_ALERTS_WEBHOOK_URL)'}"
         )
-        print(f"automations: {', '.join(ensure_automations(client, block_id))}")
+        print(f"automations: {', '.join(ensure_automations(client, block_id, args.zombie_after))}")
     return 0
 
 

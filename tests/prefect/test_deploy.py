@@ -18,7 +18,7 @@ def check_deployments(server) -> None:
         assert set(deployments) == set(SPEC)
         for name, spec in SPEC.items():
             deployment = deployments[name]
-            assert deployment.work_pool_name == "btc-process"
+            assert deployment.work_pool_name == spec["work_pool"]["name"]
             assert deployment.entrypoint == spec["entrypoint"]
             schedules = [s.schedule for s in deployment.schedules]
             for expected, actual in zip(spec.get("schedules", []), schedules, strict=True):
@@ -34,6 +34,9 @@ def check_deployments(server) -> None:
         assert trigger and trigger[0].trigger.expect == {"btc.replay.updated"}
         pool = client.read_work_pool("btc-process")
         assert pool.type == "process"
+        docker = client.read_work_pool("btc-docker")
+        assert docker.type == "docker"
+        assert deployments["btc-hourly-docker"].work_pool_name == "btc-docker"
         assert {a.name for a in client.read_automations()} >= {
             "btc-run-failed",
             "btc-runs-stuck-late",

@@ -1,0 +1,1 @@
+"""Infrastructure of the hybrid setup: the flow runtime image (see infra/Dockerfile)."""
