@@ -9,34 +9,21 @@ DAG runs. One warm-up run of each is not counted. Airflow logs at WARNING, like 
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 from btc_airflow import env
 
+from bench.common import overhead_args, timed
+
 HOME = env.PORT_DIR / "var" / "bench_airflow_home"
 
 
-def timed(fn: Callable[[], object]) -> float:
-    """Wall-clock milliseconds of one call."""
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1000
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7, help="warm runs per path (>= 5)")
-    parser.add_argument("--replay-file", type=Path, help="CSV to replay (default: the slice)")
-    args = parser.parse_args(argv)
-    if args.repeats < 5:
-        parser.error("--repeats must be >= 5 for a meaningful median")
+    args = overhead_args(__doc__.splitlines()[0], argv)
 
     env.apply(HOME)
     os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"

@@ -8,15 +8,13 @@ warm in-memory Dagster instance, interleaved in the same run. One warm-up run of
 counted. The asset checks are left out (the plain path has none); Dagster logs at WARNING.
 """
 
-import argparse
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from dagster import DagsterInstance, materialize
 
+from bench.common import overhead_args, timed
 from btc_core.pipeline import run_cycle, store_for
 from btc_core.settings import DEFAULT_REPLAY_FILE, Settings
 from btc_core.transform import export
@@ -25,20 +23,8 @@ from dagster_port.parity import QUIET_RUN_CONFIG
 from dagster_port.resources import resources_for
 
 
-def timed(fn: Callable[[], object]) -> float:
-    """Wall-clock milliseconds of one call."""
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1000
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7, help="warm runs per path (>= 5)")
-    parser.add_argument("--replay-file", type=Path, help="CSV to replay (default: the slice)")
-    args = parser.parse_args(argv)
-    if args.repeats < 5:
-        parser.error("--repeats must be >= 5 for a meaningful median")
+    args = overhead_args(__doc__.splitlines()[0], argv)
 
     replay = (args.replay_file or DEFAULT_REPLAY_FILE).resolve()
     instance = DagsterInstance.ephemeral()
