@@ -66,6 +66,7 @@ def commands(csv: Path, out: Path, name: str) -> list[tuple[list[str], Path]]:
 
 
 PATHS = ("plain", "prefect", "dagster", "airflow")
+PARITY_PREFECT_HOME = PROJECT_ROOT / "var" / "parity-prefect-home"  # kept: migrations run once
 
 
 def environment(csv: Path, out: Path, name: str) -> dict[str, str]:
@@ -79,7 +80,7 @@ def environment(csv: Path, out: Path, name: str) -> dict[str, str]:
         BTC_REPLAY_FILE=str(csv),
         BTC_DB_PATH=str(out / f"{name}.duckdb"),
         BTC_NOTIFY="none",
-        PREFECT_HOME=str(PROJECT_ROOT / "var" / "parity-prefect-home"),  # kept: migrations once
+        PREFECT_HOME=str(PARITY_PREFECT_HOME),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",  # first start migrates the DB
     )
@@ -88,6 +89,7 @@ def environment(csv: Path, out: Path, name: str) -> dict[str, str]:
 
 def run_path(csv: Path, out: Path, name: str) -> float:
     """Run one path; return its wall time in seconds."""
+    PARITY_PREFECT_HOME.mkdir(parents=True, exist_ok=True)  # its SQLite file needs the folder
     started = time.perf_counter()
     for cmd, cwd in commands(csv, out, name):
         result = subprocess.run(

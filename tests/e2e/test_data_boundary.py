@@ -61,12 +61,12 @@ def test_the_sqlite_control_plane_stores_no_price_key_or_webhook_url(
     assert "daily_avg refreshed for 92 day(s)" in text
     assert "rows received" in text and "btc-hourly-docker" in text
     assert leaks(text, forbidden(prices, secrets)) == []
-    # and it would see a leak: stdout notifications are logs (log_prints), logs live up there
+    # and it would see a leak: full artifacts (a table of daily averages) live up there
     with hybrid_server.client() as client:
-        stdout = run(client, "btc-pipeline/btc-hourly", {"env": {"BTC_NOTIFY": "stdout"}})
-        settle(client, stdout)
+        full = run(client, "btc-pipeline/btc-hourly", {"env": {"BTC_ARTIFACTS": "full"}})
+        settle(client, full)
     leaked = leaks(sqlite_text(hybrid_server.home), forbidden(daily_averages(process_host.db), {}))
-    assert leaked, "a stdout notification's price should have reached the control plane's logs"
+    assert leaked, "full artifacts' prices should have reached the control plane"
 
 
 def test_an_aws_secret_block_keeps_only_the_secrets_name_on_the_control_plane(
