@@ -149,7 +149,10 @@ def notify(current: Latest | None) -> str:
 def cache_version(settings: Settings, source: str, window: Window | None) -> str:
     """What makes two extracts equal: the replay file's identity, or the request's time bucket."""
     if source == "replay":
-        stat = settings.replay_file.stat()
+        try:
+            stat = settings.replay_file.stat()
+        except OSError:  # extract itself reports the unreadable file, clearly
+            return str(settings.replay_file)
         return f"{settings.replay_file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
     if window is None:
         bucket = int(utc_now().timestamp() // settings.extract_cache_s)
