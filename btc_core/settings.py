@@ -22,6 +22,9 @@ NOTIFY_CHANNELS = ("stdout", "webhook", "file", "none")
 SECRETS_FROM = ("env", "prefect-blocks")
 # What orchestrators publish as artifacts: prices and charts ("full"), counts only ("summary").
 ARTIFACTS = ("full", "summary", "none")
+# Where the 90-day chart goes: embedded in an artifact on the control plane ("inline"), written to
+# worker-side storage with only a link published ("link"), or nowhere; "auto" follows ARTIFACTS.
+CHARTS = ("auto", "inline", "link", "none")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,11 @@ class Settings:
     alerts_webhook_url: str = ""
     secrets_from: str = "env"
     artifacts: str = "full"
+    chart: str = "auto"
+    chart_dir: str = ""  # worker-side folder for BTC_CHART=link; empty: "charts" next to the DB
+    # Base URL under which the worker-side chart_dir is published (your web server or bucket);
+    # empty: the link artifact holds the file's path on the worker.
+    chart_url: str = ""
     # Name of a Prefect global concurrency limit that loads also hold; only useful when several
     # hosts write one shared store. A local DuckDB file needs only the core's file lock.
     writer_limit: str = ""
@@ -109,6 +117,13 @@ class Settings:
             raise ConfigError(f"BTC_SECRETS_FROM must be one of {', '.join(SECRETS_FROM)}")
         if self.artifacts not in ARTIFACTS:
             raise ConfigError(f"BTC_ARTIFACTS must be one of {', '.join(ARTIFACTS)}")
+        if self.chart not in CHARTS:
+            raise ConfigError(f"BTC_CHART must be one of {', '.join(CHARTS)}")
+        if self.chart == "inline" and self.artifacts != "full":
+            raise ConfigError(
+                f"BTC_CHART=inline puts prices on the control plane, which BTC_ARTIFACTS="
+                f"{self.artifacts} keeps off it; use BTC_CHART=link or none"
+            )
         if self.coingecko_key_kind not in ("demo", "pro"):
             raise ConfigError("BTC_COINGECKO_KEY_KIND must be 'demo' or 'pro'")
         for name in (
@@ -122,6 +137,20 @@ class Settings:
                 raise ConfigError(f"BTC_{name.upper()} must be > 0")
         if self.http_retries < 0 or self.lookback_hours <= 0:
             raise ConfigError("BTC_HTTP_RETRIES must be >= 0 and BTC_LOOKBACK_HOURS > 0")
+
+    def chart_mode(self) -> str:
+        """The chart's place: ``inline`` (artifact), ``link`` (worker-side file) or ``none``."""
+        if self.artifacts == "none":
+            return "none"
+        if self.chart != "auto":
+            return self.chart
+        return {"full": "inline", "summary": "link"}.get(self.artifacts, "none")
+
+    def charts_folder(self) -> Path:
+        """Where ``BTC_CHART=link`` writes the chart on the worker."""
+        return (
+            Path(self.chart_dir).expanduser() if self.chart_dir else self.db_path.parent / "charts"
+        )
 
     def require_secrets(self) -> None:
         """Fail clearly when a channel needs a secret that is not set (after secrets resolve)."""

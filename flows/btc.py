@@ -23,6 +23,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import (
+    create_link_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
@@ -36,6 +37,7 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import Task, exponential_backoff
 
+from btc_core.chart import daily_avg_png, last_days, markdown_image, save_png
 from btc_core.errors import RateLimited, is_retryable
 from btc_core.notify import notify as send_notification
 from btc_core.observations import Batch, Window, utc_now
@@ -47,6 +49,7 @@ from btc_core.store import LoadResult
 from btc_core.transform import Latest, latest, refresh_daily_avg
 
 SECRET_BLOCKS = {"coingecko_api_key": "btc-coingecko-api-key", "webhook_url": "btc-webhook-url"}
+CHART_KEY = "btc-daily-avg-chart"
 PLACEHOLDER = "unset"  # value of a Secret block created without a real secret
 WRITER_LIMIT = (
     "btc-duckdb-writer"  # created by deployments/setup.py; used when BTC_WRITER_LIMIT names it
@@ -207,6 +210,28 @@ def publish_run_artifacts(
             key="btc-daily-averages",
             description="Latest daily averages (USD), newest first",
         )
+    publish_chart(settings)
+
+
+def publish_chart(settings: Settings) -> None:
+    """The 90-day chart: inline in an artifact (control plane), or a worker-side PNG and a link
+    to it (``BTC_CHART=link``, strict hybrid), per :meth:`Settings.chart_mode`."""
+    mode = settings.chart_mode()
+    rows = last_days(store_for(settings)) if mode != "none" else []
+    if not rows:
+        return
+    title = f"BTC daily average, {rows[0].day} .. {rows[-1].day}"
+    png = daily_avg_png(rows)
+    if mode == "inline":
+        create_markdown_artifact(
+            markdown_image(png, title), key=CHART_KEY, description=f"{title} (USD)"
+        )
+        return
+    path = save_png(png, settings.charts_folder(), f"btc-daily-avg-{rows[-1].day}")
+    url = f"{settings.chart_url.rstrip('/')}/{path.name}" if settings.chart_url else path.as_uri()
+    create_link_artifact(
+        url, link_text=f"{title} (on the worker's storage)", key=CHART_KEY, description=title
+    )
 
 
 @flow(name="btc-pipeline")
@@ -252,6 +277,7 @@ def btc_backfill(start: date, end: date, source: str | None = None, max_parallel
         update_progress_artifact(progress, 100.0 * done / len(days))
         get_run_logger().info(f"backfill: {done} of {len(days)} days loaded")
     transform(start, end)
+    publish_chart(settings)
     return f"backfilled {start} .. {end}: {loaded} observations new or updated"
 
 

@@ -1,5 +1,6 @@
 """The flow's own features, run in-process against the real server: cache, secrets, backfill."""
 
+import base64
 import json
 import threading
 import time
@@ -10,9 +11,10 @@ from typing import ClassVar
 import duckdb
 import pytest
 from prefect.blocks.system import Secret
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 
-from flows.btc import btc_backfill, btc_pipeline
+from flows.btc import CHART_KEY, btc_backfill, btc_pipeline
 from tests.prefect.helpers import all_task_runs, logs, run_deployment, task_runs
 
 pytestmark = pytest.mark.integration
@@ -142,3 +144,38 @@ def test_backfill_in_process_has_no_duplicate_rows(against, tmp_path):
             120,
             120,
         )
+
+
+def run_artifacts(server, state) -> dict[str, object]:
+    """The artifacts of one flow run by key, as the run page lists them."""
+    with server.client() as client:
+        found = client.read_artifacts(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    return {a.key: a for a in found}
+
+
+def test_a_run_publishes_summary_table_and_an_inline_90_day_chart(against):
+    artifacts = run_artifacts(against, btc_pipeline(return_state=True))
+    assert {"btc-run-summary", "btc-daily-averages", CHART_KEY} <= set(artifacts)
+    assert "| source used | replay |" in artifacts["btc-run-summary"].data
+    table = json.loads(artifacts["btc-daily-averages"].data)
+    assert table[0]["day"] == "2023-12-31" and len(table) == 14
+    chart = artifacts[CHART_KEY]
+    assert chart.type == "markdown"
+    encoded = chart.data.split("data:image/png;base64,", 1)[1].rstrip(")\n")
+    assert base64.b64decode(encoded).startswith(b"\x89PNG")
+    assert "2023-10-03 .. 2023-12-31" in chart.data  # 90 days up to the newest
+
+
+def test_strict_mode_publishes_only_a_link_to_the_worker_side_chart(against, monkeypatch, tmp_path):
+    monkeypatch.setenv("BTC_ARTIFACTS", "summary")
+    monkeypatch.setenv("BTC_CHART_URL", "https://charts.internal.example/btc/")
+    artifacts = run_artifacts(against, btc_pipeline(return_state=True))
+    assert "btc-daily-averages" not in artifacts
+    chart = artifacts[CHART_KEY]
+    assert chart.data.endswith("(https://charts.internal.example/btc/btc-daily-avg-2023-12-31.png)")
+    assert (tmp_path / "charts" / "btc-daily-avg-2023-12-31.png").read_bytes()[:4] == b"\x89PNG"
+    assert "base64" not in chart.data and "$" not in (artifacts["btc-run-summary"].data)
