@@ -43,3 +43,28 @@ def recent_days(store: Store, n: int = 14) -> list[dict[str, object]]:
     with store.connect() as con:
         rows = daily_rows(con)
     return [r.contract() for r in reversed(rows[-n:])]
+
+
+def store_stats(store: Store) -> dict[str, object]:
+    """Row counts and the day range of the store's two tables."""
+    with store.connect() as con:
+        n_obs, first_ts, last_ts = con.execute(
+            "SELECT count(*), min(ts), max(ts) FROM observations"
+        ).fetchone()  # type: ignore[misc]
+        (n_days,) = con.execute("SELECT count(*) FROM daily_avg").fetchone()  # type: ignore[misc]
+    return {
+        "observations": n_obs,
+        "daily_avg_rows": n_days,
+        "first_observation": first_ts.isoformat() if first_ts else "",
+        "last_observation": last_ts.isoformat() if last_ts else "",
+    }
+
+
+def markdown_table(rows: list[dict[str, object]]) -> str:
+    """``rows`` (same keys each) as a markdown table, for UIs that render markdown."""
+    if not rows:
+        return "_no rows yet_\n"
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

@@ -19,8 +19,9 @@ from dagster import (
 )
 
 from btc_core.observations import Batch, Window
-from btc_core.store import LoadResult
-from btc_core.transform import latest, refresh_daily_avg
+from btc_core.report import markdown_table, recent_days, store_stats
+from btc_core.store import LoadResult, Store
+from btc_core.transform import refresh_daily_avg
 from dagster_port.resources import DuckDBStore, PriceSource
 
 GROUP = "btc"
@@ -67,10 +68,36 @@ def _load(
     context: AssetExecutionContext, source: PriceSource, duckdb: DuckDBStore, window: Window | None
 ) -> MaterializeResult:
     batch = source.fetch(window)
-    result = duckdb.store().load(batch)
+    store = duckdb.store()
+    result = store.load(batch)
     context.log.info(batch.summary())
     context.log.info(result.summary())
-    return MaterializeResult(metadata=_load_metadata(batch, result))
+    stats = store_stats(store)
+    return MaterializeResult(
+        metadata=_load_metadata(batch, result)
+        | {
+            "dagster/row_count": stats["observations"],
+            "first_observation": stats["first_observation"],
+            "last_observation": stats["last_observation"],
+        }
+    )
+
+
+def _daily_metadata(store: Store, written: int) -> dict[str, object]:
+    """What the asset page shows for ``daily_avg``: sizes, the newest day, a preview."""
+    stats = store_stats(store)
+    preview = recent_days(store, 7)
+    metadata: dict[str, object] = {
+        "days_written": written,
+        "dagster/row_count": stats["daily_avg_rows"],
+        "preview": MetadataValue.md(markdown_table(preview)),
+    }
+    if preview:
+        metadata |= {
+            "latest_day": preview[0]["day"],
+            "latest_avg_price_usd": preview[0]["avg_price_usd"],
+        }
+    return metadata
 
 
 @asset(group_name=GROUP, kinds={"duckdb"}, pool=DUCKDB_POOL, freshness_policy=HOURLY_FRESHNESS)
@@ -100,15 +127,7 @@ def daily_avg(duckdb: DuckDBStore) -> MaterializeResult:
     however many ``btc_price`` updates one ``daily_avg`` run follows.
     """
     store = duckdb.store()
-    days = refresh_daily_avg(store)
-    newest = latest(store)
-    metadata: dict[str, object] = {"days": days}
-    if newest is not None:
-        metadata |= {
-            "latest_day": newest.current.day.isoformat(),
-            "latest_avg_price_usd": round(newest.current.avg_price_usd, 2),
-        }
-    return MaterializeResult(metadata=metadata)
+    return MaterializeResult(metadata=_daily_metadata(store, refresh_daily_avg(store)))
 
 
 def _partition_window(context: AssetExecutionContext) -> Window:
@@ -141,5 +160,7 @@ def btc_price_by_day(
 def daily_avg_by_day(context: AssetExecutionContext, duckdb: DuckDBStore) -> MaterializeResult:
     """Daily averages of the partition's days."""
     days = _partition_window(context).day_list()
-    written = refresh_daily_avg(duckdb.store(), days[0], days[-1])
-    return MaterializeResult(metadata={"days": written})
+    store = duckdb.store()
+    return MaterializeResult(
+        metadata=_daily_metadata(store, refresh_daily_avg(store, days[0], days[-1]))
+    )

@@ -47,14 +47,21 @@ def test_btc_price_reports_what_it_loaded_and_is_idempotent(
     assert (second["inserted"], second["unchanged"]) == (0, 2208)
 
 
-def test_daily_avg_reports_the_latest_day(
+def test_the_asset_pages_tell_the_story(
     resources: dict[str, BtcResource], instance: DagsterInstance
 ) -> None:
     result = materialize([btc_price, daily_avg], resources=resources, instance=instance)
 
+    (price,) = result.asset_materializations_for_node("btc_price")
+    assert price.metadata["dagster/row_count"].value == 2208
+    assert price.metadata["last_observation"].value == "2023-12-31T23:00:00"
     (event,) = result.asset_materializations_for_node("daily_avg")
-    assert event.metadata["days"].value == 92
+    assert event.metadata["days_written"].value == 92
+    assert event.metadata["dagster/row_count"].value == 92
     assert event.metadata["latest_day"].value == "2023-12-31"
+    preview = event.metadata["preview"].value.splitlines()
+    assert preview[0] == "| day | avg_price_usd | n_obs |"
+    assert preview[2].startswith("| 2023-12-31 | ") and len(preview) == 2 + 7
 
 
 def test_a_missing_replay_file_fails_with_btc_core_message(
