@@ -113,12 +113,19 @@ def check_prefect(settings: Settings) -> list[Check]:
                 "make server (or fix PREFECT_API_URL)",
             )
         ]
+    if health.status_code == 200:  # /health stays open under basic auth: ask a real endpoint
+        health = api.call("POST", "/flows/filter", json={"limit": 1})
     if health.status_code == 401:
+        said = (
+            "rejected the credentials in PREFECT_API_AUTH_STRING"
+            if settings.prefect_api_auth_string
+            else "wants credentials"
+        )
         return [
             Check(
                 "prefect api",
                 False,
-                f"{api.url} wants credentials (HTTP 401)",
+                f"{api.url} {said} (HTTP 401)",
                 "export PREFECT_API_AUTH_STRING=user:password (the server's PREFECT_SERVER_API_AUTH_STRING)",
             )
         ]
@@ -127,7 +134,7 @@ def check_prefect(settings: Settings) -> list[Check]:
             Check(
                 "prefect api",
                 False,
-                f"{api.url}/health answered HTTP {health.status_code}",
+                f"{api.url} answered HTTP {health.status_code} ({health.request.path_url})",
                 "check the server log",
             )
         ]

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,15 +12,15 @@ import pytest
 from btc_core.doctor import check_docker, check_store
 from btc_core.settings import Settings
 from btc_core.store import Store
-from deployments.stack import setup_and_deploy
+from deployments.stack import pick_port, setup_and_deploy, start_server, stop
 
 pytestmark = pytest.mark.integration
 BTC = Path(sys.executable).parent / "btc"
 
 
-def doctor(tmp_path: Path, api_url: str) -> subprocess.CompletedProcess[str]:
+def doctor(tmp_path: Path, api_url: str, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BTC_", "PREFECT_"))}
-    env.update(PREFECT_API_URL=api_url, BTC_DB_PATH=str(tmp_path / "d.duckdb"))
+    env.update(PREFECT_API_URL=api_url, BTC_DB_PATH=str(tmp_path / "d.duckdb"), **extra)
     return subprocess.run([str(BTC), "doctor"], env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -59,3 +60,25 @@ def test_a_locked_duckdb_file_and_a_missing_docker_daemon_are_reported(tmp_path)
     assert not check.ok and "is busy" in check.detail
     docker = check_docker(str(tmp_path / "no.sock"))
     assert not docker.ok and "infra/provision.sh" in docker.fix
+
+
+def test_a_server_behind_basic_auth_asks_for_the_right_credentials(tmp_path):
+    auth = f"admin:{uuid.uuid4().hex}"
+    port = pick_port(4600)
+    server = start_server(
+        tmp_path / "home", port, tmp_path / "server.log", PREFECT_SERVER_API_AUTH_STRING=auth
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        missing = doctor(tmp_path, api)
+        wrong = doctor(tmp_path, api, PREFECT_API_AUTH_STRING="admin:guess")
+        right = doctor(tmp_path, api, PREFECT_API_AUTH_STRING=auth)
+    finally:
+        stop(server.pid, sigints=1)
+    fix = "fix: export PREFECT_API_AUTH_STRING=user:password"
+    assert f"FAIL prefect api: {api} wants credentials (HTTP 401)" in missing.stdout
+    assert f"FAIL prefect api: {api} rejected the credentials" in wrong.stdout
+    assert fix in missing.stdout and fix in wrong.stdout and missing.returncode == 1
+    assert f"ok   prefect api: {api} answers" in right.stdout
+    assert "FAIL pool btc-process: does not exist" in right.stdout  # gets past auth to the pools
+    assert auth.split(":")[1] not in missing.stdout + wrong.stdout + right.stdout
