@@ -89,22 +89,26 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     gen.close()
 
 
-@pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A self-hosted server on the local PostgreSQL, in a database of its own."""
+@contextmanager
+def postgres_serve(tmp: Path) -> Iterator[Server]:
+    """A self-hosted server on the local PostgreSQL, in a database of its own (dropped after)."""
     if not _postgres_available():
         pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres")
     name = f"btc_prefect_test_{uuid.uuid4().hex[:8]}"
     subprocess.run([*PG_ADMIN, f"CREATE DATABASE {name}"], check=True)
-    gen = _serve(
-        tmp_path_factory.mktemp("prefect-pg"),
-        f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
-    )
+    gen = _serve(tmp, f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}")
     try:
         yield next(gen)
         gen.close()
     finally:
         subprocess.run([*PG_ADMIN, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A self-hosted server on the local PostgreSQL, in a database of its own."""
+    with postgres_serve(tmp_path_factory.mktemp("prefect-pg")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
