@@ -20,6 +20,7 @@ demo: setup  ## the main job: Prefect server + process worker, btc-hourly on rep
 plain: setup  ## the same pipeline with no orchestrator: btc run, then export
 	$(RUN) btc run
 	$(RUN) btc export --out var/daily_avg.json
+	$(RUN) btc chart --out var/daily_avg_90d.png
 
 server: setup  ## prefect server on 127.0.0.1:4200 (next free port if busy), PREFECT_HOME=var/prefect
 	$(RUN) python -m deployments.stack server

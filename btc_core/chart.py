@@ -12,6 +12,7 @@ import io
 from datetime import timedelta
 from pathlib import Path
 
+from btc_core.errors import ConfigError, InputError
 from btc_core.store import Store
 from btc_core.transform import DayAvg, daily_rows
 
@@ -30,8 +31,11 @@ def last_days(store: Store, days: int = CHART_DAYS) -> list[DayAvg]:
 def daily_avg_png(rows: list[DayAvg]) -> bytes:
     """A line chart of ``rows`` as PNG bytes (same rows, same bytes)."""
     if not rows:
-        raise ValueError("no daily averages to chart yet")
-    import matplotlib
+        raise InputError("no daily averages to chart yet: run the pipeline first")
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("charts need matplotlib: uv sync installs it") from None
 
     matplotlib.use("Agg")  # no display on a worker
     from matplotlib import dates as mdates

@@ -1,4 +1,4 @@
-"""``btc``: the plain runner (no orchestrator). ``btc run | backfill | export | doctor``.
+"""``btc``: the plain runner (no orchestrator). ``btc run | backfill | export | chart | doctor``.
 
 Settings come from ``BTC_*`` variables; options given here override them. Failures print one
 line and exit non-zero; ``--debug`` (or ``BTC_DEBUG=1``) shows the traceback.
@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from btc_core import __version__
+from btc_core.chart import CHART_DAYS, daily_avg_png, last_days, save_png
 from btc_core.doctor import run_checks
 from btc_core.errors import BtcError, ConfigError
 from btc_core.observations import Window
@@ -59,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     fill.add_argument("--to", dest="last", type=_day, required=True, metavar="DATE")
     out = sub.add_parser("export", parents=[common], help="write the daily averages as JSON")
     out.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    chart = sub.add_parser("chart", parents=[common], help="draw the daily average as a PNG")
+    chart.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    chart.add_argument(
+        "--days", type=int, default=CHART_DAYS, help="how many days up to the newest"
+    )
     sub.add_parser(
         "doctor", parents=[common, fetching], help="check the setup, one fix per problem"
     )
@@ -120,6 +126,13 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _chart(args: argparse.Namespace, settings: Settings) -> int:
+    rows = last_days(store_for(settings), args.days)
+    out = save_png(daily_avg_png(rows), args.out.parent, args.out.stem)
+    print(f"wrote {out} ({rows[0].day} .. {rows[-1].day})", file=sys.stderr)
+    return 0
+
+
 def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     failed = 0
     for check in run_checks(settings):
@@ -128,7 +141,13 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_FAILURE if failed else 0
 
 
-COMMANDS = {"run": _run, "backfill": _backfill, "export": _export, "doctor": _doctor}
+COMMANDS = {
+    "run": _run,
+    "backfill": _backfill,
+    "export": _export,
+    "chart": _chart,
+    "doctor": _doctor,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

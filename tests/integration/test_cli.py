@@ -51,6 +51,11 @@ def test_run_prints_the_notification_and_exports(tmp_path):
         "day": "2023-12-31",
         "n_obs": 24,
     }
+    png = tmp_path / "charts" / "daily.png"
+    chart = btc("chart", "--db", db, "--out", str(png), "--days", "30")
+    assert chart.returncode == 0, chart.stderr
+    assert f"wrote {png} (2023-12-02 .. 2023-12-31)" in chart.stderr
+    assert png.read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.parametrize(
@@ -81,6 +86,7 @@ def test_run_prints_the_notification_and_exports(tmp_path):
             "cannot read replay file /nonexistent.csv: No such file or directory",
         ),
         (("run",), {"BTC_SOURCE": "kraken"}, 2, "unknown source 'kraken'"),
+        (("chart", "--out", "c.png"), {}, 1, "no daily averages to chart yet: run the pipeline"),
         (("run",), {"BTC_LOCK_TIMEOUT_S": "x"}, 2, "BTC_LOCK_TIMEOUT_S='x' is not a valid float"),
         (
             ("run", "--source", "coingecko"),

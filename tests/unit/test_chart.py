@@ -3,7 +3,7 @@ from datetime import date, timedelta
 import pytest
 
 from btc_core.chart import daily_avg_png, last_days, markdown_image, save_png
-from btc_core.errors import ConfigError
+from btc_core.errors import ConfigError, InputError
 from btc_core.observations import Window
 from btc_core.pipeline import backfill, store_for
 from btc_core.settings import Settings
@@ -27,7 +27,7 @@ def test_the_chart_covers_the_last_90_days_and_is_a_stable_png(settings, tmp_pat
 
 def test_an_empty_store_has_nothing_to_chart(settings):
     assert last_days(store_for(settings)) == []
-    with pytest.raises(ValueError, match="no daily averages"):
+    with pytest.raises(InputError, match="no daily averages"):
         daily_avg_png([])
 
 
