@@ -10,14 +10,11 @@ DAG runs. One warm-up run of each is not counted. Airflow logs at WARNING, like 
 from __future__ import annotations
 
 import os
-import statistics
-import tempfile
 import warnings
-from pathlib import Path
 
 from btc_airflow import env
 
-from bench.common import overhead_args, timed
+from bench.common import interleaved, overhead_args, print_overhead
 
 HOME = env.PORT_DIR / "var" / "bench_airflow_home"
 
@@ -39,31 +36,17 @@ def main(argv: list[str] | None = None) -> None:
     replay = (args.replay_file or DEFAULT_REPLAY_FILE).resolve()
     migrate_db()
     dag = load_dag()
-    plain_ms: list[float] = []
-    airflow_ms: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="btc-bench-") as tmp:
-        for i in range(args.repeats + 1):
-            plain = Settings.from_env(
-                env={}, replay_file=replay, db_path=Path(tmp, f"plain{i}.duckdb"), notify="none"
-            )
-            airflow_db = Path(tmp, f"airflow{i}.duckdb")
-            p = timed(lambda s=plain: run_cycle(s))
-            a = timed(
-                lambda db=airflow_db: run_once(
-                    dag, source="replay", replay_file=str(replay), db_path=str(db), notify="none"
-                )
-            )
-            if export(Store(plain.db_path)) != export(Store(airflow_db)):
-                raise SystemExit("the two paths disagree: run the parity test")
-            if i:  # run 0 warms both paths up
-                plain_ms.append(p)
-                airflow_ms.append(a)
-
-    base, dag_ms = statistics.median(plain_ms), statistics.median(airflow_ms)
-    print(f"replay slice: {replay.name}, {args.repeats} warm runs per path, medians")
-    print(f"plain run_cycle : {base:8.1f} ms")
-    print(f"Airflow dag.test: {dag_ms:8.1f} ms")
-    print(f"overhead        : {dag_ms - base:+8.1f} ms  (ratio {dag_ms / base:.1f}x)")
+    base, dag_ms = interleaved(
+        args.repeats,
+        lambda db: run_cycle(
+            Settings.from_env(env={}, replay_file=replay, db_path=db, notify="none")
+        ),
+        lambda db: run_once(
+            dag, source="replay", replay_file=str(replay), db_path=str(db), notify="none"
+        ),
+        lambda a, b: export(Store(a)) == export(Store(b)),
+    )
+    print_overhead(replay, args.repeats, "Airflow dag.test", base, dag_ms)
 
 
 if __name__ == "__main__":
