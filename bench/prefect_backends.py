@@ -31,18 +31,24 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from btc_core.settings import DEFAULT_REPLAY_FILE, PROJECT_ROOT
-from deployments.stack import pick_port, prefect_env, setup_and_deploy, start_server, stop
+from deployments.stack import (
+    pick_port,
+    postgres_url,
+    prefect_env,
+    scratch_database,
+    setup_and_deploy,
+    start_server,
+    stop,
+)
 
-PG_ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAtc"]
 RETRYABLE = "Encountered retryable exception in request"
 BACKENDS = ("sqlite", "postgres")
 
@@ -64,30 +70,15 @@ class Server:
         return prefect_env(self.home, self.api_url, **extra)
 
 
-def postgres_available() -> bool:
-    try:
-        return (
-            subprocess.run([*PG_ADMIN, "SELECT 1"], capture_output=True, timeout=10).returncode == 0
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 @contextmanager
 def server(backend: str, workdir: Path, setup: bool = True) -> Iterator[Server]:
     """A server on ``backend`` (with pools, blocks, limits and deployments if ``setup``),
     stopped by PID afterwards; for PostgreSQL, in a database of its own, dropped afterwards."""
-    database = ""
     env = {"PREFECT_API_LOG_RETRYABLE_ERRORS": "true"}
-    if backend == "postgres":
-        if not postgres_available():
-            raise RuntimeError("PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres")
-        database = f"btc_prefect_bench_{uuid.uuid4().hex[:8]}"
-        subprocess.run([*PG_ADMIN, f"CREATE DATABASE {database}"], check=True, capture_output=True)
-        env["PREFECT_API_DATABASE_CONNECTION_URL"] = (
-            f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
-        )
-    try:
+    with ExitStack() as cleanup:
+        if backend == "postgres":
+            database = cleanup.enter_context(scratch_database("btc_prefect_bench"))
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = postgres_url(database)
         home, log = workdir / f"home-{backend}", workdir / f"server-{backend}.log"
         port = pick_port(4500)
         proc = start_server(home, port, log, **env)
@@ -98,12 +89,6 @@ def server(backend: str, workdir: Path, setup: bool = True) -> Iterator[Server]:
             yield srv
         finally:
             stop(proc.pid, sigints=1)
-    finally:
-        if database:
-            subprocess.run(
-                [*PG_ADMIN, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"],
-                capture_output=True,
-            )
 
 
 # --- 100 mapped tasks ----------------------------------------------------------------------------

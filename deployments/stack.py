@@ -21,6 +21,9 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -208,6 +211,38 @@ def prefect_cli(home: Path | str, api_url: str, *args: str, timeout_s: float = 3
     if result.returncode != 0:
         raise RuntimeError(f"prefect {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result.stdout
+
+
+PG_ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAtc"]
+
+
+def postgres_available() -> bool:
+    """The local PostgreSQL answers as user ``postgres`` (trust auth, as on this project's CI)."""
+    try:
+        return (
+            subprocess.run([*PG_ADMIN, "SELECT 1"], capture_output=True, timeout=10).returncode == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def postgres_url(database: str) -> str:
+    """Prefect's connection URL for a database on the local PostgreSQL."""
+    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
+
+
+@contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    """A new database on the local PostgreSQL, dropped (connections and all) afterwards."""
+    if not postgres_available():
+        raise RuntimeError("PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres")
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    subprocess.run([*PG_ADMIN, f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    try:
+        yield name
+    finally:
+        drop = f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        subprocess.run([*PG_ADMIN, drop], check=False, capture_output=True)
 
 
 def setup_and_deploy(home: Path | str, api_url: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 
-from tests.prefect.conftest import PG_ADMIN
+from deployments.stack import PG_ADMIN
 
 
 def close_prices(replay_csv: Path, n: int = 6) -> list[str]:

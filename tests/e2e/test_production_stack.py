@@ -4,7 +4,6 @@ basic auth; a process worker and a Docker worker. Then the data boundary on a Po
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,14 +13,14 @@ import httpx
 import pytest
 
 from deployments.setup import ensure_result_storage
-from deployments.stack import setup_and_deploy
+from deployments.stack import postgres_available, postgres_url, scratch_database, setup_and_deploy
 from tests.e2e.boundary import close_prices, daily_averages, forbidden, leaks, pg_dump_text
 from tests.e2e.conftest import docker_worker_settings
 from tests.e2e.hosts import S3, WorkerHost
 from tests.e2e.runs import run, settle, stop_schedules
 from tests.e2e.test_data_boundary import STRICT_PROCESS_JOB
 from tests.e2e.topology import authed_client, production_stack, redis_db
-from tests.prefect.conftest import PG_ADMIN, Server, _postgres_available
+from tests.prefect.conftest import Server
 from tests.prefect.helpers import all_task_runs
 
 pytestmark = pytest.mark.integration
@@ -45,19 +44,16 @@ def free_redis_pair() -> int:
 
 @pytest.fixture(scope="module")
 def production(tmp_path_factory: pytest.TempPathFactory, s3: S3) -> Iterator[Production]:
-    if not _postgres_available():
+    if not postgres_available():
         pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres")
     try:
         redis_index = free_redis_pair()
     except OSError as exc:
         pytest.skip(f"Redis is not reachable on 127.0.0.1:6379: {exc}")
-    database = f"btc_prefect_prod_{uuid.uuid4().hex[:8]}"
-    subprocess.run([*PG_ADMIN, f"CREATE DATABASE {database}"], check=True)
     auth = f"admin:{uuid.uuid4().hex}"
-    db_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
-    try:
+    with scratch_database("btc_prefect_prod") as database:
         tmp = tmp_path_factory.mktemp("prefect-production")
-        with production_stack(tmp, db_url, redis_index, auth) as server:
+        with production_stack(tmp, postgres_url(database), redis_index, auth) as server:
             with pytest.MonkeyPatch.context() as env:
                 env.setenv("PREFECT_API_AUTH_STRING", auth)  # for setup and deploy
                 setup_and_deploy(server.home, server.api_url)
@@ -65,8 +61,6 @@ def production(tmp_path_factory: pytest.TempPathFactory, s3: S3) -> Iterator[Pro
                 stop_schedules(client)
                 ensure_result_storage(s3.bucket, s3.endpoint_url)
             yield Production(server, auth, database, redis_index)
-    finally:
-        subprocess.run([*PG_ADMIN, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], check=False)
 
 
 def test_the_api_refuses_calls_without_the_basic_auth_string(production: Production):

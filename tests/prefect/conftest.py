@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,9 +13,16 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from btc_core.fake_api import FakeApi
-from deployments.stack import pick_port, setup_and_deploy, start_server, start_worker, stop
-
-PG_ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAtc"]
+from deployments.stack import (
+    pick_port,
+    postgres_available,
+    postgres_url,
+    scratch_database,
+    setup_and_deploy,
+    start_server,
+    start_worker,
+    stop,
+)
 
 
 @dataclass
@@ -57,15 +63,6 @@ class Server:
         self.workers.clear()
 
 
-def _postgres_available() -> bool:
-    try:
-        return (
-            subprocess.run([*PG_ADMIN, "SELECT 1"], capture_output=True, timeout=10).returncode == 0
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 def _serve(tmp: Path, db_url: str = "") -> Iterator[Server]:
     home, logs = tmp / "prefect-home", tmp / "logs"
     port = pick_port(4300)
@@ -92,16 +89,12 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
 @contextmanager
 def postgres_serve(tmp: Path) -> Iterator[Server]:
     """A self-hosted server on the local PostgreSQL, in a database of its own (dropped after)."""
-    if not _postgres_available():
+    if not postgres_available():
         pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres")
-    name = f"btc_prefect_test_{uuid.uuid4().hex[:8]}"
-    subprocess.run([*PG_ADMIN, f"CREATE DATABASE {name}"], check=True)
-    gen = _serve(tmp, f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}")
-    try:
+    with scratch_database("btc_prefect_test") as name:
+        gen = _serve(tmp, postgres_url(name))
         yield next(gen)
         gen.close()
-    finally:
-        subprocess.run([*PG_ADMIN, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False)
 
 
 @pytest.fixture(scope="session")
