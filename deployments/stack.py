@@ -124,12 +124,21 @@ def wait_for_api(
 
 
 def start_server(home: Path, port: int, log: Path, **env: str) -> subprocess.Popen:
-    """``prefect server start`` bound to 127.0.0.1 in the background."""
+    """``prefect server start`` bound to 127.0.0.1 in the background.
+
+    The UI is told the API's address: by default it derives it from PREFECT_SERVER_API_PORT, not
+    from ``--port``, so on any port but 4200 it would call a server that is not there. A
+    ``PREFECT_UI_API_URL`` of your own (a reverse proxy) wins."""
     home.mkdir(parents=True, exist_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
+    ui = (
+        {}
+        if "PREFECT_UI_API_URL" in os.environ
+        else {"PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}
+    )
     proc = subprocess.Popen(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=prefect_env(home, **env),
+        env=prefect_env(home, **{**ui, **env}),
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
