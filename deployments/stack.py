@@ -144,8 +144,24 @@ def start_server(home: Path, port: int, log: Path, **env: str) -> subprocess.Pop
         start_new_session=True,
         cwd=PROJECT_ROOT,
     )
-    wait_for_api(f"http://127.0.0.1:{port}/api", proc=proc)
+    api_url = f"http://127.0.0.1:{port}/api"
+    wait_for_api(api_url, proc=proc)
+    served = _served_home(api_url)
+    if served is not None and Path(served).resolve() != home.resolve():
+        stop(proc.pid, sigints=1)
+        raise PortTaken(f"port {port} is served by another Prefect server (PREFECT_HOME {served})")
     return proc
+
+
+class PortTaken(RuntimeError):
+    """Another server took the port between :func:`pick_port` and our server's start (two test
+    sessions on one machine): its /health answered, so without this check we would use it."""
+
+
+def _served_home(api_url: str) -> str | None:
+    """PREFECT_HOME of the server answering at ``api_url`` (None behind basic auth)."""
+    answer = httpx.get(f"{api_url}/admin/settings", timeout=10)
+    return answer.json().get("home") if answer.status_code == 200 else None
 
 
 def start_worker(
