@@ -33,6 +33,24 @@ CHROMIUM = ("chromium", "chromium-browser")
 CHROMEDRIVER = "chromedriver"
 WIDTH, HEIGHT = 1400, 900
 
+# Counts the green pixels of a PNG (base64) inside the page: canvases drawn with WebGL cannot be
+# read back (toDataURL gives a blank), but a screenshot of them can.
+_GREEN_PIXELS_JS = """
+const [png, done] = arguments;
+const img = new Image();
+img.onload = () => {
+  const canvas = Object.assign(document.createElement("canvas"), {width: img.width, height: img.height});
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(img, 0, 0);
+  const px = ctx.getImageData(0, 0, img.width, img.height).data;
+  let green = 0;
+  for (let i = 0; i < px.length; i += 4) if (px[i + 1] > px[i] + 60 && px[i + 1] > px[i + 2] + 40) green++;
+  done(green);
+};
+img.onerror = () => done(-1);
+img.src = "data:image/png;base64," + png;
+"""
+
 
 def browser_missing() -> str | None:
     """Why no browser test can run here, or None."""
@@ -140,6 +158,27 @@ class Browser:
             target.click()
         except (TimeoutException, WebDriverException) as exc:
             self.fail(f"could not click {text!r}: {exc.__class__.__name__}", timeout_s)
+
+    def wait_drawn_green(
+        self, css: str, what: str, min_pixels: int = 1000, timeout_s: float = 60
+    ) -> None:
+        """Wait until the element at ``css`` shows green (Completed) on screen and has stopped
+        changing: for graphs drawn on a canvas, which no text wait can see."""
+        previous = ""
+
+        def drawn(driver: webdriver.Chrome) -> bool:
+            nonlocal previous
+            found = driver.find_elements(By.CSS_SELECTOR, css)
+            if not found:
+                return False
+            png = found[0].screenshot_as_base64
+            stable, previous = png == previous, png
+            return stable and driver.execute_async_script(_GREEN_PIXELS_JS, png) >= min_pixels
+
+        try:
+            WebDriverWait(self.driver, timeout_s, poll_frequency=0.5).until(drawn)
+        except TimeoutException:
+            self.fail(f"not drawn: {what}", timeout_s)
 
     def screenshot(self, name: str) -> Path:
         """Save the viewport as ``docs/img/<name>.png``."""

@@ -91,6 +91,7 @@ def test_prefect_ui_shows_btc_hourly_a_completed_run_and_its_artifacts(
     browser.click(run.name)
     browser.wait_for("Completed", "Artifacts", "replay: 2208 observations kept")
     assert f"/runs/flow-run/{run.id}" in browser.driver.current_url
+    browser.wait_drawn_green(".flow-run-graph canvas", "the run graph's Completed task runs")
     browser.screenshot("prefect-run")
 
     browser.click("Artifacts")
