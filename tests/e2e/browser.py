@@ -103,11 +103,6 @@ class Browser:
         finally:
             driver.quit()
 
-    @property
-    def version(self) -> str:
-        caps = self.driver.capabilities
-        return f"Chromium {caps['browserVersion']}, ChromeDriver {caps['chrome']['chromedriverVersion'].split()[0]}"
-
     def open(self, url: str, *texts: str, timeout_s: float = 60) -> None:
         """Load ``url`` and wait until every one of ``texts`` is visible."""
         self.driver.get(url)

@@ -129,8 +129,8 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ],
         env,
     )
-    url = f"http://127.0.0.1:{pick_port(3300)}"
-    port = url.rsplit(":", 1)[1]
+    port = str(pick_port(3300))
+    url = f"http://127.0.0.1:{port}"
     cmd = [str(BIN / "dagster-webserver"), "-m", DAGSTER_LOCATION, "-h", "127.0.0.1", "-p", port]
     with service(cmd, env, home / "webserver.log", f"{url}/server_info"):
         yield url
@@ -210,7 +210,7 @@ def test_airflow_ui_shows_the_dag_its_tasks_and_a_successful_run(
     browser.click("Sign in")
 
     browser.wait_for("btc_price", "Latest Run", "0 * * * *", *AIRFLOW_TASKS)
-    assert browser.driver.current_url == f"{url}/dags/btc_price"
+    assert browser.driver.current_url.startswith(f"{url}/dags/btc_price"), "not on the DAG page"
     browser.screenshot("airflow-dag")
 
     browser.click("Runs")
