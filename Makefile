@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen
 
-.PHONY: help setup demo plain server up down status worker test test-unit lint format parity dagster airflow-ui airflow-ui-down comparison image hybrid bench clean
+.PHONY: help setup demo plain server up down status worker test test-unit lint format parity dagster airflow-ui airflow-ui-down comparison screenshots image hybrid bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -67,6 +67,10 @@ airflow-ui:  ## Airflow api-server (127.0.0.1:8080), scheduler, dag-processor; a
 
 airflow-ui-down:
 	$(MAKE) -C airflow_port ui-down
+
+screenshots: setup  ## the browser test (headless Chromium: infra/provision-browser.sh); it rewrites docs/img/*.png
+	$(UV) sync --frozen --project airflow_port
+	$(RUN) pytest tests/e2e/test_browser.py
 
 image: setup  ## the flow runtime image btc-flow:<version>-<git sha> (debootstrap base as root, else python:3.11-slim)
 	$(RUN) python -m infra.image build

@@ -127,19 +127,44 @@ def wait_for_api(
 
 
 def start_server(home: Path, port: int, log: Path, **env: str) -> subprocess.Popen:
-    """``prefect server start`` bound to 127.0.0.1 in the background."""
+    """``prefect server start`` bound to 127.0.0.1 in the background.
+
+    The UI is told the API's address: by default it derives it from PREFECT_SERVER_API_PORT, not
+    from ``--port``, so on any port but 4200 it would call a server that is not there. A
+    ``PREFECT_UI_API_URL`` of your own (a reverse proxy) wins."""
     home.mkdir(parents=True, exist_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
+    ui = (
+        {}
+        if "PREFECT_UI_API_URL" in os.environ
+        else {"PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}
+    )
     proc = subprocess.Popen(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=prefect_env(home, **env),
+        env=prefect_env(home, **{**ui, **env}),
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
         cwd=PROJECT_ROOT,
     )
-    wait_for_api(f"http://127.0.0.1:{port}/api", proc=proc)
+    api_url = f"http://127.0.0.1:{port}/api"
+    wait_for_api(api_url, proc=proc)
+    served = _served_home(api_url)
+    if served is not None and Path(served).resolve() != home.resolve():
+        stop(proc.pid, sigints=1)
+        raise PortTaken(f"port {port} is served by another Prefect server (PREFECT_HOME {served})")
     return proc
+
+
+class PortTaken(RuntimeError):
+    """Another server took the port between :func:`pick_port` and our server's start (two test
+    sessions on one machine): its /health answered, so without this check we would use it."""
+
+
+def _served_home(api_url: str) -> str | None:
+    """PREFECT_HOME of the server answering at ``api_url`` (None behind basic auth)."""
+    answer = httpx.get(f"{api_url}/admin/settings", timeout=10)
+    return answer.json().get("home") if answer.status_code == 200 else None
 
 
 def start_worker(

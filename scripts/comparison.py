@@ -43,6 +43,23 @@ VENV_BIN = Path(sys.executable).parent
 AIRFLOW_PY = PROJECT_ROOT / "airflow_port" / ".venv" / "bin" / "python"
 PORTS = ("Prefect", "Dagster", "Airflow")
 
+# Screenshots written by tests/e2e/test_browser.py (`make screenshots`), relative to docs/.
+SCREENSHOTS = {
+    "Prefect": [
+        (
+            "img/prefect-deployment.png",
+            "the btc-hourly deployment, its schedule and a Completed run",
+        ),
+        ("img/prefect-run.png", "the run: task-run graph and logs"),
+        ("img/prefect-artifacts.png", "the run's artifacts"),
+        ("img/prefect-daily-averages.png", "the btc-daily-averages table artifact"),
+    ],
+    "Dagster": [
+        ("img/dagster-lineage.png", "the asset lineage btc_price -> daily_avg, materialized")
+    ],
+    "Airflow": [("img/airflow-dag.png", "the btc_price DAG, its four tasks and a successful run")],
+}
+
 # --- what is counted -------------------------------------------------------------------------------
 
 # One rule for every port: the files that exist only for that orchestrator and define or deploy
@@ -582,6 +599,20 @@ Medians on a shared {m["machine"]["cpus"]}-CPU machine: compare ratios, not mill
 and method below."""
 
 
+def screenshots() -> str:
+    """What each UI shows after one run, as the browser test saw it (fails if an image is gone)."""
+    blocks = [
+        "### What each UI shows",
+        "Screenshots taken by `tests/e2e/test_browser.py` in headless Chromium after one run of "
+        "each port on the replay data (`make screenshots` retakes them).",
+    ]
+    for port, shots in SCREENSHOTS.items():
+        for path, caption in shots:
+            assert (PAGE.parent / path).is_file(), f"docs/{path} is missing: run make screenshots"
+            blocks.append(f"**{port}**: {caption}.\n\n![{port}: {caption}]({path})")
+    return "\n\n".join(blocks)
+
+
 def page(m: dict) -> str:
     f = facts(m)
     mach = m["machine"]
@@ -775,6 +806,8 @@ pins conflict) and has its own (`airflow_port/uv.lock`).
 Stated, not measured (from how this repository runs each one):
 
 {table(["", "to try it", "scheduled runs", "metadata store", "started here by"], service_rows)}
+
+{screenshots()}
 
 ## 4. Run overhead over the plain core
 

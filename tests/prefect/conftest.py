@@ -14,6 +14,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from btc_core.fake_api import FakeApi
 from deployments.stack import (
+    PortTaken,
     pick_port,
     postgres_available,
     postgres_url,
@@ -65,9 +66,15 @@ class Server:
 
 def _serve(tmp: Path, db_url: str = "") -> Iterator[Server]:
     home, logs = tmp / "prefect-home", tmp / "logs"
-    port = pick_port(4300)
     env = {"PREFECT_API_DATABASE_CONNECTION_URL": db_url} if db_url else {}
-    proc = start_server(home, port, logs / "server.log", **env)
+    for attempt in range(3):  # another session on this machine may win the race for a port
+        port = pick_port(4300)
+        try:
+            proc = start_server(home, port, logs / "server.log", **env)
+            break
+        except PortTaken:
+            if attempt == 2:
+                raise
     server = Server(f"http://127.0.0.1:{port}/api", home, logs, db_url)
     try:
         yield server
