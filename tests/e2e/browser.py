@@ -175,6 +175,19 @@ class Browser:
         except TimeoutException:
             self.fail(f"not drawn: {what}", timeout_s)
 
+    def wait_image(self, src_prefix: str, what: str, timeout_s: float = 60) -> None:
+        """Wait until an image whose ``src`` starts with ``src_prefix`` has loaded and shows."""
+        script = (
+            "return [...document.images].some(i => i.src.startsWith(arguments[0]) "
+            "&& i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 0)"
+        )
+        try:
+            WebDriverWait(self.driver, timeout_s, poll_frequency=0.25).until(
+                lambda driver: driver.execute_script(script, src_prefix)
+            )
+        except TimeoutException:
+            self.fail(f"no image shown: {what}", timeout_s)
+
     def screenshot(self, name: str) -> Path:
         """Save the viewport as ``docs/img/<name>.png``."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from btc_core.settings import DEFAULT_REPLAY_FILE, PROJECT_ROOT
 from btc_core.store import Store
 from btc_core.transform import export
 from deployments.stack import BIN, pick_port, setup_and_deploy
+from flows.btc import CHART_KEY
 from tests.e2e.browser import Browser, browser_missing, service
 from tests.prefect.conftest import Server, _serve
 from tests.prefect.helpers import run_deployment
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 AIRFLOW_DIR = PROJECT_ROOT / "airflow_port"
 AIRFLOW_PY = AIRFLOW_DIR / ".venv" / "bin" / "python"
-ARTIFACT_KEYS = ("btc-run-summary", "btc-daily-averages")  # flows/btc.py, BTC_ARTIFACTS=full
+ARTIFACT_KEYS = ("btc-run-summary", "btc-daily-averages", CHART_KEY)  # BTC_ARTIFACTS=full
 AIRFLOW_TASKS = ("extract", "load", "transform", "notify")
 
 
@@ -102,6 +103,13 @@ def test_prefect_ui_shows_btc_hourly_a_completed_run_and_its_artifacts(
     browser.click("btc-daily-averages")
     browser.wait_for("day", "avg_price_usd", "n_obs", newest["day"], str(newest["avg_price_usd"]))
     browser.screenshot("prefect-daily-averages")
+
+    # The 90-day chart: a PNG inside the markdown artifact, drawn by the browser.
+    browser.open(f"{ui}/runs/flow-run/{run.id}", "Artifacts")
+    browser.click("Artifacts")
+    browser.click(CHART_KEY)
+    browser.wait_image("data:image/png;base64,", "the 90-day chart in the artifact")
+    browser.screenshot("prefect-chart")
 
 
 # --- Dagster ----------------------------------------------------------------------------------
