@@ -58,6 +58,7 @@ def soak_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
         yield server
 
 
+@pytest.mark.timeout(RUNS * 30 + 300)  # ~6 s a run on a quiet machine; pytest's 600 s is too short
 def test_sequential_runs_never_fail_and_the_worker_stays_bounded(soak_server, tmp_path):
     db = tmp_path / "btc.duckdb"
     worker = soak_server.worker(poll_s=1.0, BTC_DB_PATH=str(db), BTC_NOTIFY="none")
