@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from btc_core.store import Store
+from btc_core.store import PriceStore, commit
 
 CENT = Decimal("0.01")
 
@@ -24,16 +24,29 @@ DELETE FROM daily_avg
  WHERE ($first IS NULL OR day >= $first) AND ($last IS NULL OR day <= $last)
 """
 
+# One row per ts even if a duplicate slipped in (DuckLake has no keys: two hosts merging the
+# same new ts at once both insert it): the later ingested wins, then the higher price on a tie.
 INSERT_DAYS = """
 INSERT INTO daily_avg
 SELECT CAST(ts AS DATE) AS day,
        CAST(avg(CAST(price_usd AS DECIMAL(18, 8))) AS DOUBLE) AS avg_price_usd,
        CAST(count(*) AS INTEGER) AS n_obs
-  FROM observations
- WHERE ($first IS NULL OR ts >= CAST($first AS TIMESTAMP))
-   AND ($last IS NULL OR ts < CAST($last AS TIMESTAMP) + INTERVAL 1 DAY)
+  FROM (SELECT ts, arg_max(price_usd, (ingested_at, price_usd)) AS price_usd
+          FROM observations
+         WHERE ($first IS NULL OR ts >= CAST($first AS TIMESTAMP))
+           AND ($last IS NULL OR ts < CAST($last AS TIMESTAMP) + INTERVAL 1 DAY)
+         GROUP BY ts)
  GROUP BY ALL
  ORDER BY day
+"""
+
+# One row per day even if two refreshes of a new day committed at once: the one that counted
+# more observations (the later, as observations only grow) wins.
+DAILY_ROWS = """
+SELECT day, arg_max(avg_price_usd, (n_obs, avg_price_usd)), max(n_obs)
+  FROM daily_avg
+ WHERE ($first IS NULL OR day >= $first) AND ($last IS NULL OR day <= $last)
+ GROUP BY day
 """
 
 
@@ -74,7 +87,9 @@ class Latest:
         return (self.current.avg_price_usd / self.previous.avg_price_usd - 1.0) * 100.0
 
 
-def refresh_daily_avg(store: Store, first: date | None = None, last: date | None = None) -> int:
+def refresh_daily_avg(
+    store: PriceStore, first: date | None = None, last: date | None = None
+) -> int:
     """Recompute ``daily_avg`` for the days ``first``..``last`` (all days when None), in one
     transaction. Returns the number of days written."""
     with store.connect() as con:
@@ -87,7 +102,7 @@ def refresh_daily_avg(store: Store, first: date | None = None, last: date | None
                     WHERE ($first IS NULL OR day >= $first) AND ($last IS NULL OR day <= $last)""",
                 {"first": first, "last": last},
             ).fetchone()  # type: ignore[misc]
-            con.commit()
+            commit(con, store)
         except BaseException:
             con.rollback()
             raise
@@ -98,20 +113,15 @@ def daily_rows(
     con: duckdb.DuckDBPyConnection, first: date | None = None, last: date | None = None
 ) -> list[DayAvg]:
     """Rows of ``daily_avg`` sorted by day, optionally limited to ``first``..``last``."""
-    rows = con.execute(
-        """SELECT day, avg_price_usd, n_obs FROM daily_avg
-            WHERE ($first IS NULL OR day >= $first) AND ($last IS NULL OR day <= $last)
-            ORDER BY day""",
-        {"first": first, "last": last},
-    ).fetchall()
+    rows = con.execute(f"{DAILY_ROWS} ORDER BY day", {"first": first, "last": last}).fetchall()
     return [DayAvg(*row) for row in rows]
 
 
-def latest(store: Store) -> Latest | None:
+def latest(store: PriceStore) -> Latest | None:
     """The last two days of ``daily_avg``, or None when it is empty."""
     with store.connect() as con:
         rows = con.execute(
-            "SELECT day, avg_price_usd, n_obs FROM daily_avg ORDER BY day DESC LIMIT 2"
+            f"{DAILY_ROWS} ORDER BY day DESC LIMIT 2", {"first": None, "last": None}
         ).fetchall()
     if not rows:
         return None
@@ -126,7 +136,7 @@ def export_json(rows: list[DayAvg]) -> str:
     return json.dumps([r.contract() for r in ordered], indent=2, sort_keys=True) + "\n"
 
 
-def export(store: Store, out: Path | None = None) -> str:
+def export(store: PriceStore, out: Path | None = None) -> str:
     """Export the whole ``daily_avg`` table; write it to ``out`` atomically when given."""
     with store.connect() as con:
         text = export_json(daily_rows(con))
