@@ -25,7 +25,7 @@ import duckdb
 
 from btc_core.errors import ConfigError, StoreBusy
 from btc_core.lake_config import LakeConfig
-from btc_core.store import SCHEMA, PriceStore, held
+from btc_core.store import INSERT_NEW, SCHEMA, UPDATE_CHANGED, PriceStore, held
 
 ALIAS = "lake"
 TABLES = ("observations", "daily_avg")
@@ -57,6 +57,7 @@ class LakeStore(PriceStore):
     lock_path: Path
     lock_timeout_s: float = 60.0
     before_commit: Callable[[], None] | None = None  # a test switch, as for the local file
+    upsert: tuple[str, ...] = (UPDATE_CHANGED, INSERT_NEW)  # inlined when small, unlike MERGE
 
     def describe(self) -> str:
         return self.config.describe()
@@ -81,8 +82,7 @@ class LakeStore(PriceStore):
                 con.execute(f"LOAD {name}")
             if self.config.s3 is not None:
                 con.execute(secret_sql(self.config))
-            con.execute(attach_sql(self.config))
-            con.execute(f"USE {ALIAS}")
+            attach(con, self.config)
         except duckdb.Error as exc:
             con.close()
             first = str(exc).strip().splitlines()[0][:300]
@@ -148,6 +148,21 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(SCHEMA)
     except duckdb.TransactionException:
         con.execute(SCHEMA)  # someone else committed the tables first: they exist now
+
+
+def attach(con: duckdb.DuckDBPyConnection, config: LakeConfig, tries: int = 3) -> None:
+    """Attach the lake and make it current. The first ATTACH of a new catalog creates its
+    tables in PostgreSQL: a host doing the same at that moment makes one of them fail with a
+    duplicate key, and attaching again then finds the catalog ready."""
+    for attempt in range(tries):
+        try:
+            con.execute(attach_sql(config))
+            break
+        except duckdb.Error as exc:
+            if attempt == tries - 1 or "duplicate key" not in str(exc):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    con.execute(f"USE {ALIAS}")
 
 
 def attach_sql(config: LakeConfig) -> str:
