@@ -68,8 +68,9 @@ class Settings:
     alerts_webhook_url: str = ""
     secrets_from: str = "env"
     artifacts: str = "full"
-    # Name of a Prefect global concurrency limit that loads also hold; only useful when several
-    # hosts write one shared store. A local DuckDB file needs only the core's file lock.
+    # Name of a Prefect global concurrency limit that writers also hold; only useful when several
+    # hosts write one shared store (a DuckLake always uses one: btc-duckdb-writer by default).
+    # A local DuckDB file needs only the core's file lock.
     writer_limit: str = ""
     # Prefect's own client variables, read here too so `btc doctor` can check the control plane
     # over plain HTTP (btc_core never imports Prefect).

@@ -140,10 +140,20 @@ def start_server(home: Path, port: int, log: Path, **env: str) -> subprocess.Pop
 
 
 def start_worker(
-    home: Path | str, api_url: str, pool: str, log: Path, poll_s: float = 10.0, **env: str
+    home: Path | str,
+    api_url: str,
+    pool: str,
+    log: Path,
+    poll_s: float = 10.0,
+    *,
+    queue: str | None = None,
+    cwd: Path = PROJECT_ROOT,
+    **env: str,
 ) -> subprocess.Popen:
-    """``prefect worker start --pool`` in the background, polling every ``poll_s`` seconds."""
+    """``prefect worker start --pool`` in the background, polling every ``poll_s`` seconds
+    (only ``queue`` if given), from ``cwd``."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    name = f"{socket.gethostname()}-{pool}-{f'{queue}-' if queue else ''}{os.getpid()}"
     return subprocess.Popen(
         [
             str(BIN / "prefect"),
@@ -152,7 +162,8 @@ def start_worker(
             "--pool",
             pool,
             "--name",
-            f"{socket.gethostname()}-{pool}-{os.getpid()}",
+            name,
+            *(["--work-queue", queue] if queue else []),
         ],
         env=prefect_env(
             home,
@@ -164,7 +175,7 @@ def start_worker(
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        cwd=PROJECT_ROOT,
+        cwd=cwd,
     )
 
 
