@@ -2,21 +2,23 @@
 with their own working directory, PREFECT_HOME and local data folder, the lake's catalog in
 PostgreSQL and its Parquet files in S3 (moto) on 127.0.0.1.
 
-Four runs at once (three overlapping backfills and an hourly cycle), split between the hosts,
-each load pausing inside its transaction so that unserialized writers would duplicate the new
-timestamps they share. The writers' global concurrency limit serializes them: no duplicate, the
+Four overlapping backfills at once, split between the hosts, each load pausing inside its
+transaction so that unserialized writers would duplicate the new timestamps they share (as
+tests/integration/test_ducklake.py shows they do). The writers' global concurrency limit serializes them: no duplicate, the
 same export bytes as the local DuckDB file, and the scheduled compaction deployment works.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from btc_core.lake import LakeStore
-from btc_core.pipeline import run_cycle, store_for
+from btc_core.observations import Window
+from btc_core.pipeline import backfill, store_for
 from btc_core.settings import Settings
 from btc_core.transform import export
 from deployments.setup import PROCESS_POOL
@@ -29,10 +31,12 @@ pytestmark = pytest.mark.integration
 
 HOSTS = ("host-a", "host-b")  # each polls its own work queue, so both surely run flows
 BACKFILLS = [
-    ("2023-10-01", "2023-10-05"),
-    ("2023-10-04", "2023-10-08"),
-    ("2023-10-07", "2023-10-10"),
+    ("2023-10-01", "2023-10-03"),
+    ("2023-10-02", "2023-10-04"),
+    ("2023-10-03", "2023-10-05"),
+    ("2023-10-04", "2023-10-06"),
 ]
+DAYS = Window.days(date(2023, 10, 1), date(2023, 10, 6))
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +73,7 @@ def hosts(postgres_server: Server, lake: Lake, tmp_path_factory) -> dict[str, Pa
             BTC_NOTIFY="none",
             BTC_ARTIFACTS="summary",
             BTC_EXTRACT_CACHE_S="1",
-            BTC_PAUSE_BEFORE_COMMIT_S="0.5",
+            BTC_PAUSE_BEFORE_COMMIT_S="0.3",
             BTC_LOCK_TIMEOUT_S="120",
             **lake.env(),
         )
@@ -79,17 +83,15 @@ def hosts(postgres_server: Server, lake: Lake, tmp_path_factory) -> dict[str, Pa
 
 def test_two_hosts_four_concurrent_runs_one_lake(postgres_server, hosts, lake, tmp_path):
     with postgres_server.client() as client:
-        backfill = client.read_deployment_by_name("btc-backfill/btc-backfill")
-        hourly = client.read_deployment_by_name("btc-pipeline/btc-hourly")
+        deployment = client.read_deployment_by_name("btc-backfill/btc-backfill")
         runs = [
             client.create_flow_run_from_deployment(
-                backfill.id,
+                deployment.id,
                 parameters={"start": start, "end": end},
                 work_queue_name=HOSTS[i % 2],
             )
             for i, (start, end) in enumerate(BACKFILLS)
         ]
-        runs.append(client.create_flow_run_from_deployment(hourly.id, work_queue_name=HOSTS[1]))
         states = [wait(client, run.id, timeout_s=240).state for run in runs]
     assert [s.name for s in states] == ["Completed"] * 4, [s.message for s in states]
     for root in hosts.values():
@@ -100,11 +102,11 @@ def test_two_hosts_four_concurrent_runs_one_lake(postgres_server, hosts, lake, t
     assert isinstance(store, LakeStore)
     with store.connect() as con:
         assert con.execute("SELECT count(*), count(DISTINCT ts) FROM observations").fetchone() == (
-            2208,
-            2208,
+            6 * 24,
+            6 * 24,
         ), "duplicate observations: writers were not serialized"
     local = Settings.from_env(env={}, db_path=tmp_path / "local.duckdb", notify="none")
-    run_cycle(local)
+    backfill(local, DAYS)
     expected = export(store_for(local))
     assert export(store) == expected
 
