@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 
 from btc_core.errors import ConfigError, StoreBusy
-from btc_core.lake_config import LakeConfig
+from btc_core.lake_config import LakeConfig, redact_libpq
 from btc_core.store import INSERT_NEW, SCHEMA, UPDATE_CHANGED, PriceStore, held
 
 ALIAS = "lake"
@@ -85,7 +85,9 @@ class LakeStore(PriceStore):
             attach(con, self.config)
         except duckdb.Error as exc:
             con.close()
-            first = str(exc).strip().splitlines()[0][:300]
+            first = str(exc).strip().splitlines()[0][:600]
+            # DuckDB quotes the libpq string in its errors: never let a password through
+            first = first.replace(self.config.catalog, redact_libpq(self.config.catalog))
             raise StoreBusy(f"cannot open {self.describe()}: {first}") from None
         return con
 

@@ -10,6 +10,7 @@ from datetime import date
 
 import pytest
 
+from btc_core.doctor import check_store
 from btc_core.lake import LakeStore
 from btc_core.observations import Batch, Window
 from btc_core.pipeline import backfill, store_for
@@ -148,3 +149,16 @@ def test_compaction_leaves_one_file_per_table_and_the_same_export(settings, lake
     assert result.after == {"observations": 1, "daily_avg": 1}
     assert export(store) == expected
     assert count(store) == (144, 144)
+
+
+def test_doctor_names_an_unreachable_catalog_without_its_password(tmp_path):
+    env = {
+        "BTC_STORE_URL": "ducklake:postgres:dbname=btc_no_such_db host=127.0.0.1 user=postgres "
+        "password=pg-s3cret",
+        "BTC_LAKE_DATA_PATH": str(tmp_path / "lake"),
+    }
+    check = check_store(Settings.from_env(env=env, db_path=tmp_path / "btc.duckdb"))
+    assert not check.ok
+    assert 'database "btc_no_such_db" does not exist' in check.detail
+    assert "pg-s3cret" not in check.line()
+    assert "password=***" in check.detail
