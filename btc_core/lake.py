@@ -155,13 +155,14 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 def attach(con: duckdb.DuckDBPyConnection, config: LakeConfig, tries: int = 3) -> None:
     """Attach the lake and make it current. The first ATTACH of a new catalog creates its
     tables in PostgreSQL: a host doing the same at that moment makes one of them fail with a
-    duplicate key, and attaching again then finds the catalog ready."""
+    duplicate key (or "already exists"), and attaching again then finds the catalog ready."""
     for attempt in range(tries):
         try:
             con.execute(attach_sql(config))
             break
         except duckdb.Error as exc:
-            if attempt == tries - 1 or "duplicate key" not in str(exc):
+            raced = any(m in str(exc) for m in ("duplicate key", "already exists"))
+            if attempt == tries - 1 or not raced:
                 raise
             time.sleep(0.2 * (attempt + 1))
     con.execute(f"USE {ALIAS}")
