@@ -44,13 +44,20 @@ def lake_s3() -> Iterator[S3]:
 
 
 @contextmanager
-def new_lake(s3: S3) -> Iterator[Lake]:
-    """A lake with a catalog database of its own; the database is dropped afterwards."""
+def pg_database(prefix: str) -> Iterator[str]:
+    """A new database on the local PostgreSQL, dropped afterwards (skips if none answers)."""
     if not _postgres_available():
         pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres")
-    name = f"btc_lake_test_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     subprocess.run([*PG_ADMIN, f"CREATE DATABASE {name}"], check=True)
     try:
-        yield Lake(s3, name, name)
+        yield name
     finally:
         subprocess.run([*PG_ADMIN, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False)
+
+
+@contextmanager
+def new_lake(s3: S3) -> Iterator[Lake]:
+    """A lake with a catalog database of its own."""
+    with pg_database("btc_lake_test") as name:
+        yield Lake(s3, name, name)

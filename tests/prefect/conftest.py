@@ -66,9 +66,9 @@ def _postgres_available() -> bool:
         return False
 
 
-def _serve(tmp: Path, db_url: str = "") -> Iterator[Server]:
+def _serve(tmp: Path, db_url: str = "", first_port: int = 4300) -> Iterator[Server]:
     home, logs = tmp / "prefect-home", tmp / "logs"
-    port = pick_port(4300)
+    port = pick_port(first_port)
     env = {"PREFECT_API_DATABASE_CONNECTION_URL": db_url} if db_url else {}
     proc = start_server(home, port, logs / "server.log", **env)
     server = Server(f"http://127.0.0.1:{port}/api", home, logs, db_url)

@@ -10,6 +10,7 @@ same export bytes as the local DuckDB file, and the scheduled compaction deploym
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -23,8 +24,8 @@ from btc_core.settings import Settings
 from btc_core.transform import export
 from deployments.setup import PROCESS_POOL
 from deployments.stack import setup_and_deploy, start_worker
-from tests.lake import Lake, lake_s3, new_lake
-from tests.prefect.conftest import Server
+from tests.lake import Lake, lake_s3, new_lake, pg_database
+from tests.prefect.conftest import Server, _serve
 from tests.prefect.helpers import wait
 
 pytestmark = pytest.mark.integration
@@ -51,21 +52,39 @@ def host_dir(tmp: Path, name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def hosts(postgres_server: Server, lake: Lake, tmp_path_factory) -> dict[str, Path]:
-    """Deployments on the server, and one process worker per host directory."""
-    setup_and_deploy(postgres_server.home, postgres_server.api_url)
+def lake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A Prefect server of this module on PostgreSQL, set up and deployed. Its ports start away
+    from the other suites' 4300, so concurrent suites on one machine do not meet."""
+    with pg_database("btc_prefect_lake") as name:
+        gen = _serve(
+            tmp_path_factory.mktemp("prefect-lake"),
+            f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
+            first_port=4600 + os.getpid() % 300,
+        )
+        server = next(gen)
+        try:
+            setup_and_deploy(server.home, server.api_url)
+            yield server
+        finally:
+            gen.close()  # workers, then the server
+
+
+@pytest.fixture(scope="module")
+def hosts(lake: Lake, lake_server: Server, tmp_path_factory) -> dict[str, Path]:
+    """One process worker per host directory, each polling its own work queue (the lake is set
+    up first, so it is torn down after the workers stop)."""
     tmp = tmp_path_factory.mktemp("lake-hosts")
     found = {}
-    with postgres_server.client() as client:
+    with lake_server.client() as client:
         for name in HOSTS:
             client.create_work_queue(name=name, work_pool_name=PROCESS_POOL)
     for name in HOSTS:
         root = found[name] = host_dir(tmp, name)
         proc = start_worker(
             root / "prefect-home",
-            postgres_server.api_url,
+            lake_server.api_url,
             PROCESS_POOL,
-            postgres_server.logs / f"lake-{name}.log",
+            lake_server.logs / f"worker-{name}.log",
             1.0,
             queue=name,
             cwd=root,
@@ -77,12 +96,12 @@ def hosts(postgres_server: Server, lake: Lake, tmp_path_factory) -> dict[str, Pa
             BTC_LOCK_TIMEOUT_S="120",
             **lake.env(),
         )
-        postgres_server.workers.append(proc)  # stopped (SIGINT twice) before the server
+        lake_server.workers.append(proc)  # stopped (SIGINT twice) before the server
     return found
 
 
-def test_two_hosts_four_concurrent_runs_one_lake(postgres_server, hosts, lake, tmp_path):
-    with postgres_server.client() as client:
+def test_two_hosts_four_concurrent_runs_one_lake(lake_server, hosts, lake, tmp_path):
+    with lake_server.client() as client:
         deployment = client.read_deployment_by_name("btc-backfill/btc-backfill")
         runs = [
             client.create_flow_run_from_deployment(
@@ -110,7 +129,7 @@ def test_two_hosts_four_concurrent_runs_one_lake(postgres_server, hosts, lake, t
     expected = export(store_for(local))
     assert export(store) == expected
 
-    with postgres_server.client() as client:
+    with lake_server.client() as client:
         compact = client.read_deployment_by_name("btc-compact/btc-compact")
         run = client.create_flow_run_from_deployment(
             compact.id, parameters={"keep_hours": 0}, work_queue_name=HOSTS[0]
