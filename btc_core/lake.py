@@ -58,6 +58,7 @@ class LakeStore(PriceStore):
     lock_timeout_s: float = 60.0
     before_commit: Callable[[], None] | None = None  # a test switch, as for the local file
     upsert: tuple[str, ...] = (UPDATE_CHANGED, INSERT_NEW)  # inlined when small, unlike MERGE
+    unique_ts: bool = False  # no keys: a duplicate may slip in, reads deduplicate
 
     def describe(self) -> str:
         return self.config.describe()

@@ -93,6 +93,7 @@ class PriceStore(ABC):
 
     before_commit: Callable[[], None] | None = None
     upsert: tuple[str, ...] = (MERGE,)  # statements of the upsert, in one transaction
+    unique_ts: bool = True  # the store itself keeps one row per ts (reads need not dedupe)
 
     @abstractmethod
     def connect(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:

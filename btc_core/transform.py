@@ -24,21 +24,32 @@ DELETE FROM daily_avg
  WHERE ($first IS NULL OR day >= $first) AND ($last IS NULL OR day <= $last)
 """
 
-# One row per ts even if a duplicate slipped in (DuckLake has no keys: two hosts merging the
-# same new ts at once both insert it): the later ingested wins, then the higher price on a tie.
-INSERT_DAYS = """
+IN_DAYS = """($first IS NULL OR ts >= CAST($first AS TIMESTAMP))
+           AND ($last IS NULL OR ts < CAST($last AS TIMESTAMP) + INTERVAL 1 DAY)"""
+
+# The observations the averages use. A local file keeps ts unique (the MERGE runs under its
+# writer lock), so all rows. A DuckLake cannot promise that (no keys: two hosts upserting the
+# same new ts at once both insert it), so one row per ts: the later ingested, then the higher
+# price. Only where needed: on 5M rows the deduplication took 0.3-3.6 s here, the mean 0.05-0.4 s.
+ROWS = {
+    True: f"SELECT ts, price_usd FROM observations WHERE {IN_DAYS}",
+    False: f"""SELECT ts, price_usd FROM observations WHERE {IN_DAYS}
+        QUALIFY row_number() OVER (PARTITION BY ts ORDER BY ingested_at DESC, price_usd DESC) = 1""",
+}
+
+
+def insert_days_sql(unique_ts: bool) -> str:
+    """Daily averages of the days ``$first``..``$last`` (all when NULL) into ``daily_avg``."""
+    return f"""
 INSERT INTO daily_avg
 SELECT CAST(ts AS DATE) AS day,
        CAST(avg(CAST(price_usd AS DECIMAL(18, 8))) AS DOUBLE) AS avg_price_usd,
        CAST(count(*) AS INTEGER) AS n_obs
-  FROM (SELECT ts, arg_max(price_usd, (ingested_at, price_usd)) AS price_usd
-          FROM observations
-         WHERE ($first IS NULL OR ts >= CAST($first AS TIMESTAMP))
-           AND ($last IS NULL OR ts < CAST($last AS TIMESTAMP) + INTERVAL 1 DAY)
-         GROUP BY ts)
+  FROM ({ROWS[unique_ts]})
  GROUP BY ALL
  ORDER BY day
 """
+
 
 # One row per day even if two refreshes of a new day committed at once: the one that counted
 # more observations (the later, as observations only grow) wins.
@@ -96,7 +107,7 @@ def refresh_daily_avg(
         con.begin()
         try:
             con.execute(DELETE_DAYS, {"first": first, "last": last})
-            con.execute(INSERT_DAYS, {"first": first, "last": last})
+            con.execute(insert_days_sql(store.unique_ts), {"first": first, "last": last})
             (n,) = con.execute(
                 """SELECT count(*) FROM daily_avg
                     WHERE ($first IS NULL OR day >= $first) AND ($last IS NULL OR day <= $last)""",
