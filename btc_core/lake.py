@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
+from typing import ClassVar
 
 import duckdb
 
@@ -57,8 +58,8 @@ class LakeStore(PriceStore):
     lock_path: Path
     lock_timeout_s: float = 60.0
     before_commit: Callable[[], None] | None = None  # a test switch, as for the local file
-    upsert: tuple[str, ...] = (UPDATE_CHANGED, INSERT_NEW)  # inlined when small, unlike MERGE
-    unique_ts: bool = False  # no keys: a duplicate may slip in, reads deduplicate
+    upsert: ClassVar[tuple[str, ...]] = (UPDATE_CHANGED, INSERT_NEW)  # inlined, unlike MERGE
+    unique_ts: ClassVar[bool] = False  # no keys: a duplicate may slip in, reads deduplicate
 
     def describe(self) -> str:
         return self.config.describe()

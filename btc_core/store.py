@@ -24,6 +24,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import ClassVar
 
 import duckdb
 from filelock import FileLock, Timeout
@@ -92,8 +93,8 @@ class PriceStore(ABC):
     runs inside the load transaction."""
 
     before_commit: Callable[[], None] | None = None
-    upsert: tuple[str, ...] = (MERGE,)  # statements of the upsert, in one transaction
-    unique_ts: bool = True  # the store itself keeps one row per ts (reads need not dedupe)
+    upsert: ClassVar[tuple[str, ...]] = (MERGE,)  # the upsert's statements, one transaction
+    unique_ts: ClassVar[bool] = True  # the store keeps one row per ts (reads need not dedupe)
 
     @abstractmethod
     def connect(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
