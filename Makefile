@@ -84,6 +84,7 @@ comparison: setup  ## measure Prefect, Dagster, Airflow (~7 min; PostgreSQL on 1
 
 bench: setup  ## benchmarks, each printing a ratio against a baseline measured in the same run
 	$(RUN) python -m bench.ingest
+	$(RUN) python -m bench.ducklake_ingest
 	$(RUN) python -m bench.prefect_latency
 	$(RUN) python -m bench.docker_latency
 	$(RUN) python -m bench.dagster_overhead

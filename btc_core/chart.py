@@ -13,13 +13,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from btc_core.errors import ConfigError, InputError
-from btc_core.store import Store
+from btc_core.store import PriceStore
 from btc_core.transform import DayAvg, daily_rows
 
 CHART_DAYS = 90
 
 
-def last_days(store: Store, days: int = CHART_DAYS) -> list[DayAvg]:
+def last_days(store: PriceStore, days: int = CHART_DAYS) -> list[DayAvg]:
     """The daily averages of the ``days`` days up to the newest one in the store."""
     with store.connect() as con:
         (newest,) = con.execute("SELECT max(day) FROM daily_avg").fetchone()  # type: ignore[misc]

@@ -31,7 +31,10 @@ class Check:
 
 
 def check_store(settings: Settings) -> Check:
-    """The DuckDB file can be opened for writing and nobody holds it."""
+    """The store can be opened for writing and nobody holds it (local file), or the DuckLake's
+    catalog and data path answer (``BTC_STORE_URL``)."""
+    if settings.store_url:
+        return _check_lake(settings)
     store = Store(settings.db_path, lock_timeout_s=1.0)
     try:
         with store.connect() as con:
@@ -45,6 +48,24 @@ def check_store(settings: Settings) -> Check:
             "duckdb", False, str(exc), f"make {settings.db_path.parent} writable or set BTC_DB_PATH"
         )
     return Check("duckdb", True, f"{settings.db_path} writable, {n} observations")
+
+
+def _check_lake(settings: Settings) -> Check:
+    from btc_core.pipeline import store_for  # the pipeline imports this module's neighbours
+
+    store = store_for(with_fields(settings, lock_timeout_s=1.0, pause_before_commit_s=0.0))
+    try:
+        with store.connect() as con:
+            (n,) = con.execute("SELECT count(*) FROM observations").fetchone()  # type: ignore[misc]
+    except (BtcError, OSError) as exc:
+        return Check(
+            "ducklake",
+            False,
+            str(exc),
+            "check the catalog database of BTC_STORE_URL, BTC_LAKE_DATA_PATH, "
+            "BTC_S3_ENDPOINT_URL and the AWS keys on this host (docs/ducklake.md)",
+        )
+    return Check("ducklake", True, f"{store.describe()} reachable, {n} observations")
 
 
 def check_source(settings: Settings) -> Check:

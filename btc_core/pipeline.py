@@ -19,16 +19,24 @@ from btc_core.notify import notify
 from btc_core.observations import Batch, Window
 from btc_core.settings import Settings
 from btc_core.sources import fetch_with_failover, source_chain
-from btc_core.store import LoadResult, Store
+from btc_core.store import LoadResult, PriceStore, Store
 from btc_core.transform import Latest, latest, refresh_daily_avg
 
 log = logging.getLogger(__name__)
 
 
-def store_for(settings: Settings) -> Store:
-    """The DuckDB store the settings point at."""
+def store_for(settings: Settings) -> PriceStore:
+    """The store the settings point at: the local DuckDB file, or the DuckLake of
+    ``BTC_STORE_URL`` (imported only then: its extensions are an optional dependency group)."""
     pause = settings.pause_before_commit_s
-    return Store(settings.db_path, settings.lock_timeout_s, _pause(pause) if pause > 0 else None)
+    hook = _pause(pause) if pause > 0 else None
+    if not settings.store_url:
+        return Store(settings.db_path, settings.lock_timeout_s, hook)
+    from btc_core.lake import LakeStore
+    from btc_core.lake_config import LakeConfig
+
+    lock = settings.db_path.with_name("ducklake.lock")  # this host's writers queue here
+    return LakeStore(LakeConfig.from_settings(settings), lock, settings.lock_timeout_s, hook)
 
 
 def _pause(seconds: float) -> Callable[[], None]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from btc_core.store import Store
+from btc_core.store import PriceStore
 
 MAX_PER_DAY = 24
 MAX_EXAMPLES = 5
@@ -40,14 +40,14 @@ class RuleResult:
         return self.violations == 0
 
 
-def check(store: Store, rule: str) -> RuleResult:
+def check(store: PriceStore, rule: str) -> RuleResult:
     """Evaluate one rule of :data:`RULES` against the store."""
     with store.connect() as con:
         count, examples = con.execute(RULES[rule], {"n": MAX_EXAMPLES}).fetchone()  # type: ignore[misc]
     return RuleResult(rule, int(count), list(examples or []))
 
 
-def max_per_day(store: Store) -> int:
+def max_per_day(store: PriceStore) -> int:
     """The largest number of observations in one UTC day (0 when empty)."""
     with store.connect() as con:
         (n,) = con.execute(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from btc_core.observations import Batch
-from btc_core.store import LoadResult, Store
+from btc_core.store import LoadResult, PriceStore
 from btc_core.transform import Latest, daily_rows
 
 
@@ -38,14 +38,14 @@ def run_summary_markdown(
     return "\n".join(lines) + "\n"
 
 
-def recent_days(store: Store, n: int = 14) -> list[dict[str, object]]:
+def recent_days(store: PriceStore, n: int = 14) -> list[dict[str, object]]:
     """The last ``n`` daily averages, newest first, in the export's shape."""
     with store.connect() as con:
         rows = daily_rows(con)
     return [r.contract() for r in reversed(rows[-n:])]
 
 
-def store_stats(store: Store) -> dict[str, object]:
+def store_stats(store: PriceStore) -> dict[str, object]:
     """Row counts and the day range of the store's two tables."""
     with store.connect() as con:
         n_obs, first_ts, last_ts = con.execute(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from btc_core.errors import ConfigError
+from btc_core.lake_config import LakeConfig  # pure parsing, no DuckDB extension
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPLAY_FILE = PROJECT_ROOT / "data" / "replay" / "btc_hourly_2023-10-01_2023-12-31.csv"
@@ -36,6 +37,20 @@ class Settings:
     replay_file: Path = DEFAULT_REPLAY_FILE
     db_path: Path = PROJECT_ROOT / "var" / "btc.duckdb"
     lock_timeout_s: float = 60.0
+    # The shared store (docs/ducklake.md): empty keeps the local DuckDB file at db_path;
+    # ``ducklake:postgres:<libpq key=value ...>`` is DuckLake with its catalog in PostgreSQL and
+    # its Parquet files under lake_data_path (s3://bucket/prefix/ or a folder all hosts mount).
+    store_url: str = ""
+    lake_data_path: str = ""
+    # Inserts of at most this many rows stay in the catalog until compaction flushes them
+    # (0 = every insert writes a Parquet file).
+    lake_inline_rows: int = 100
+    # S3 for lake_data_path: the standard AWS_* variables (or BTC_AWS_*), an optional endpoint
+    # (MinIO, moto, ...: http://host:port).
+    s3_endpoint_url: str = ""
+    aws_region: str = "us-east-1"
+    aws_access_key_id: str = ""
+    aws_secret_access_key: str = ""
     coingecko_url: str = "https://api.coingecko.com/api/v3"
     coingecko_api_key: str = ""
     coingecko_key_kind: str = "demo"
@@ -61,8 +76,9 @@ class Settings:
     # Base URL under which the worker-side chart_dir is published (your web server or bucket);
     # empty: the link artifact holds the file's path on the worker.
     chart_url: str = ""
-    # Name of a Prefect global concurrency limit that loads also hold; only useful when several
-    # hosts write one shared store. A local DuckDB file needs only the core's file lock.
+    # Name of a Prefect global concurrency limit that writers also hold; only useful when several
+    # hosts write one shared store (a DuckLake always uses one: btc-duckdb-writer by default).
+    # A local DuckDB file needs only the core's file lock.
     writer_limit: str = ""
     # Prefect's own client variables, read here too so `btc doctor` can check the control plane
     # over plain HTTP (btc_core never imports Prefect).
@@ -91,6 +107,12 @@ class Settings:
             "prefect_api_url": env.get("PREFECT_API_URL", ""),
             "prefect_api_auth_string": env.get("PREFECT_API_AUTH_STRING", ""),
         }
+        for name in AWS_FIELDS:  # the standard AWS variables; BTC_AWS_* (below) win
+            raw = env.get(name.upper()) or (
+                env.get("AWS_DEFAULT_REGION") if name == "aws_region" else None
+            )
+            if raw:
+                values[name] = raw
         for f in fields(cls):
             raw = env.get(f"BTC_{f.name.upper()}")
             if raw is not None and raw != "":
@@ -137,6 +159,8 @@ class Settings:
                 raise ConfigError(f"BTC_{name.upper()} must be > 0")
         if self.http_retries < 0 or self.lookback_hours <= 0:
             raise ConfigError("BTC_HTTP_RETRIES must be >= 0 and BTC_LOOKBACK_HOURS > 0")
+        if self.store_url:
+            LakeConfig.from_settings(self)
 
     def chart_mode(self) -> str:
         """The chart's place: ``inline`` (artifact), ``link`` (worker-side file) or ``none``."""
@@ -163,8 +187,16 @@ class Settings:
 
 
 SECRET_FIELDS = frozenset(
-    {"coingecko_api_key", "webhook_url", "alerts_webhook_url", "prefect_api_auth_string"}
+    {
+        "coingecko_api_key",
+        "webhook_url",
+        "alerts_webhook_url",
+        "prefect_api_auth_string",
+        "aws_secret_access_key",
+        "store_url",  # a libpq string may carry password=...
+    }
 )
+AWS_FIELDS = ("aws_region", "aws_access_key_id", "aws_secret_access_key")
 
 
 def _coerce(name: str, type_name: object, raw: str) -> object:

@@ -20,7 +20,7 @@ from dagster import (
 
 from btc_core.observations import Batch, Window
 from btc_core.report import markdown_table, recent_days, store_stats
-from btc_core.store import LoadResult, Store
+from btc_core.store import LoadResult, PriceStore
 from btc_core.transform import refresh_daily_avg
 from dagster_port.resources import DuckDBStore, PriceSource
 
@@ -83,7 +83,7 @@ def _load(
     )
 
 
-def _daily_metadata(store: Store, written: int) -> dict[str, object]:
+def _daily_metadata(store: PriceStore, written: int) -> dict[str, object]:
     """What the asset page shows for ``daily_avg``: sizes, the newest day, a preview."""
     stats = store_stats(store)
     preview = recent_days(store, 7)

@@ -47,7 +47,7 @@ RESULTS_BLOCK = "btc-results"
 # (Prefect's default is 180 s; docs/hybrid.md suggests 30 s and 90 s here).
 ZOMBIE_AFTER_S = 540
 ALERTS_BLOCK = "btc-alerts"
-FLOW_NAMES = ["btc-pipeline", "btc-backfill"]
+FLOW_NAMES = ["btc-pipeline", "btc-backfill", "btc-compact"]
 
 
 def docker_job_template(image: str) -> dict:

@@ -168,10 +168,20 @@ def _served_home(api_url: str) -> str | None:
 
 
 def start_worker(
-    home: Path | str, api_url: str, pool: str, log: Path, poll_s: float = 10.0, **env: str
+    home: Path | str,
+    api_url: str,
+    pool: str,
+    log: Path,
+    poll_s: float = 10.0,
+    *,
+    queue: str | None = None,
+    cwd: Path = PROJECT_ROOT,
+    **env: str,
 ) -> subprocess.Popen:
-    """``prefect worker start --pool`` in the background, polling every ``poll_s`` seconds."""
+    """``prefect worker start --pool`` in the background, polling every ``poll_s`` seconds
+    (only ``queue`` if given), from ``cwd``."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    name = f"{socket.gethostname()}-{pool}-{f'{queue}-' if queue else ''}{os.getpid()}"
     return subprocess.Popen(
         [
             str(BIN / "prefect"),
@@ -180,7 +190,8 @@ def start_worker(
             "--pool",
             pool,
             "--name",
-            f"{socket.gethostname()}-{pool}-{os.getpid()}",
+            name,
+            *(["--work-queue", queue] if queue else []),
         ],
         env=prefect_env(
             home,
@@ -192,7 +203,7 @@ def start_worker(
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        cwd=PROJECT_ROOT,
+        cwd=cwd,
     )
 
 

@@ -16,7 +16,7 @@ the old file after it was replaced (a classic cache-key surprise).
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -112,33 +112,45 @@ def extract(source: str, window: Window | None, replay_file: str | None, version
     return batch
 
 
-@task(retries=3, retry_delay_seconds=2, retry_condition_fn=retry_if_transient, timeout_seconds=600)
-def load(batch: Batch) -> LoadResult:
-    """Upsert into DuckDB; concurrent writers queue on the core's file lock.
+def writer_limit(settings: Settings) -> str:
+    """The Prefect global concurrency limit writers hold: ``BTC_WRITER_LIMIT``, and always one
+    for a DuckLake (shared by hosts, and without keys: concurrent upserts would duplicate)."""
+    return settings.writer_limit or (WRITER_LIMIT if settings.store_url else "")
 
-    With ``BTC_WRITER_LIMIT`` set (a store shared by several hosts), loads also hold that Prefect
-    global concurrency limit, held by the server so it works across machines. Off by default: a
-    local DuckDB file needs no more, and on a SQLite-backed server each lease call can meet
+
+def writer_guard(settings: Settings) -> AbstractContextManager[object]:
+    """Hold the writer limit, if any, around a write (load, daily_avg refresh, compaction).
+
+    The limit is held by the server, so it works across machines. Off for a local DuckDB file:
+    it needs only the core's file lock, and on a SQLite-backed server each lease call can meet
     "database is locked" and stall about 2 s. The lease is renewed while held; a writer killed
     with -9 frees it when it runs out, so it is the shortest Prefect allows (60 s).
     """
+    name = writer_limit(settings)
+    if not name:
+        return nullcontext()
+    return concurrency(name, occupy=1, strict=True, lease_duration=60)
+
+
+@task(retries=3, retry_delay_seconds=2, retry_condition_fn=retry_if_transient, timeout_seconds=600)
+def load(batch: Batch) -> LoadResult:
+    """Upsert into the store; writers queue on the core's file lock and, for a store shared by
+    several hosts (DuckLake, or ``BTC_WRITER_LIMIT``), on a Prefect global concurrency limit."""
     settings = runtime_settings()
-    guard = (
-        concurrency(settings.writer_limit, occupy=1, strict=True, lease_duration=60)
-        if settings.writer_limit
-        else nullcontext()
-    )
-    with guard:
+    with writer_guard(settings):
         result = store_for(settings).load(batch)
     get_run_logger().info(result.summary())
     return result
 
 
-@task(timeout_seconds=300)
+@task(retries=3, retry_delay_seconds=2, retry_condition_fn=retry_if_transient, timeout_seconds=300)
 def transform(first: date, last: date) -> Latest | None:
-    """Recompute ``daily_avg`` for the days touched; return the newest two days."""
-    store = store_for(runtime_settings())
-    days = refresh_daily_avg(store, first, last)
+    """Recompute ``daily_avg`` for the days touched (holding the writer limit, like a load);
+    return the newest two days."""
+    settings = runtime_settings()
+    store = store_for(settings)
+    with writer_guard(settings):
+        days = refresh_daily_avg(store, first, last)
     get_run_logger().info(f"daily_avg refreshed for {days} day(s), {first} .. {last}")
     return latest(store)
 

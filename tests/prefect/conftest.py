@@ -25,6 +25,8 @@ from deployments.stack import (
     stop,
 )
 
+NO_POSTGRES = "PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres"
+
 
 @dataclass
 class Server:
@@ -64,11 +66,11 @@ class Server:
         self.workers.clear()
 
 
-def _serve(tmp: Path, db_url: str = "") -> Iterator[Server]:
+def _serve(tmp: Path, db_url: str = "", first_port: int = 4300) -> Iterator[Server]:
     home, logs = tmp / "prefect-home", tmp / "logs"
     env = {"PREFECT_API_DATABASE_CONNECTION_URL": db_url} if db_url else {}
     for attempt in range(3):  # another session on this machine may win the race for a port
-        port = pick_port(4300)
+        port = pick_port(first_port)
         try:
             proc = start_server(home, port, logs / "server.log", **env)
             break
@@ -94,12 +96,12 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
 
 
 @contextmanager
-def postgres_serve(tmp: Path) -> Iterator[Server]:
+def postgres_serve(tmp: Path, first_port: int = 4300) -> Iterator[Server]:
     """A self-hosted server on the local PostgreSQL, in a database of its own (dropped after)."""
     if not postgres_available():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres")
+        pytest.skip(NO_POSTGRES)
     with scratch_database("btc_prefect_test") as name:
-        gen = _serve(tmp, postgres_url(name))
+        gen = _serve(tmp, postgres_url(name), first_port)
         yield next(gen)
         gen.close()
 
