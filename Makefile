@@ -82,6 +82,7 @@ bench: setup  ## benchmarks, each printing a ratio against a baseline measured i
 	$(RUN) python -m bench.prefect_latency
 	$(RUN) python -m bench.docker_latency
 	$(RUN) python -m bench.dagster_overhead
+	$(RUN) python -m bench.dask_backfill
 	$(UV) sync --frozen --project airflow_port
 	airflow_port/.venv/bin/python -m bench.airflow_overhead
 

@@ -12,11 +12,13 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 from prefect_aws.workers.ecs_worker import ECSWorker
 from prefect_kubernetes.worker import KubernetesWorker
 
+from btc_core.settings import PROJECT_ROOT
 from deployments.cluster import (
     ECS_POOL,
     K8S_POOL,
@@ -256,3 +258,30 @@ def test_pools_from_the_files_and_cluster_deployments_on_a_real_server(api):
     }
     assert env["PREFECT__DEPLOYMENT_NAME"] == "btc-hourly-ecs"
     assert_no_secret_values(task_definition, request)
+
+
+def test_worker_manifest_matches_the_pool_and_its_template():
+    """infra/k8s/worker.yaml creates what the Jobs of the template refer to."""
+    docs = {
+        (d["kind"], d["metadata"]["name"]): d
+        for d in yaml.safe_load_all((PROJECT_ROOT / "infra" / "k8s" / "worker.yaml").read_text())
+    }
+    defaults = {
+        k: v.get("default")
+        for k, v in job_template("kubernetes")["variables"]["properties"].items()
+    }
+    assert ("Namespace", defaults["namespace"]) in docs
+    assert ("ServiceAccount", defaults["service_account_name"]) in docs
+    assert ("PersistentVolumeClaim", defaults["data_claim"]) in docs
+    worker = docs[("Deployment", "btc-prefect-worker")]["spec"]["template"]["spec"]
+    args = worker["containers"][0]["args"]
+    assert args[:3] == ["prefect", "worker", "start"]
+    assert (
+        args[args.index("--pool") + 1] == K8S_POOL
+        and args[args.index("--type") + 1] == "kubernetes"
+    )
+    role = docs[("Role", worker["serviceAccountName"])]
+    assert any("jobs" in r["resources"] and "create" in r["verbs"] for r in role["rules"])
+    assert {d["metadata"].get("namespace", defaults["namespace"]) for d in docs.values()} == {
+        defaults["namespace"]
+    }
