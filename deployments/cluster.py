@@ -69,7 +69,9 @@ def sample_run(deployment_name: str, flow_name: str) -> tuple[FlowRun, Deploymen
     """A flow run of a deployment, built in-process as the API would return it."""
     flow = Flow(id=uuid.uuid4(), name=flow_name)
     deployment = DeploymentResponse(id=uuid.uuid4(), name=deployment_name, flow_id=flow.id)
-    run = FlowRun(id=uuid.uuid4(), name="offline-render", flow_id=flow.id, deployment_id=deployment.id)
+    run = FlowRun(
+        id=uuid.uuid4(), name="offline-render", flow_id=flow.id, deployment_id=deployment.id
+    )
     return run, deployment, flow
 
 
@@ -114,9 +116,7 @@ def ecs_requests(
     network configuration is in the template, so no VPC lookup)."""
     worker = ECSWorker(work_pool_name=pool)
     task_definition = worker._prepare_task_definition(config, OFFLINE_REGION, flow_run)
-    request = worker._prepare_task_run_request(
-        config, task_definition, OFFLINE_TASK_DEFINITION_ARN
-    )
+    request = worker._prepare_task_run_request(config, task_definition, OFFLINE_TASK_DEFINITION_ARN)
     return task_definition, request
 
 
