@@ -25,7 +25,9 @@ from datetime import date
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")  # one warning per task otherwise
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # read by the worker processes too
 
+from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from btc_core.observations import Window
@@ -64,12 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="btc-bench-dask-"))
     port = pick_port(4400)
     server = start_server(workdir / "prefect-home", port, workdir / "server.log")
-    os.environ.update(
+    os.environ.update({"BTC_NOTIFY": "none", "BTC_ARTIFACTS": "none"})
+    # Prefect's settings through its context (Prefect read the environment at import); the task
+    # runners pass that context on to their threads and to the Dask worker processes.
+    prefect_settings = temporary_settings(
         {
-            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-            "PREFECT_LOCAL_STORAGE_PATH": str(workdir / "results"),
-            "BTC_NOTIFY": "none",
-            "BTC_ARTIFACTS": "none",
+            PREFECT_API_URL: f"http://127.0.0.1:{port}/api",
+            PREFECT_LOCAL_STORAGE_PATH: workdir / "results",
         }
     )
     days = (args.last - args.first).days + 1
@@ -80,16 +83,21 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     try:
-        params = {"start": args.first, "end": args.last, "days_per_task": args.days_per_task}
-        sequential = btc_backfill_dask.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))
-        dask = btc_backfill_dask.with_options(task_runner=dask_task_runner(args.workers))
-        seq_s, seq_out = run_flow("sequential", lambda: sequential(**params), csv, workdir)
-        dask_s, dask_out = run_flow(f"dask-{args.workers}", lambda: dask(**params), csv, workdir)
-        plain = Settings.from_env(env={}, db_path=workdir / "plain.duckdb", replay_file=csv)
-        started = time.perf_counter()
-        backfill(plain, Window.days(args.first, args.last))
-        plain_s = time.perf_counter() - started
-        same = seq_out == dask_out == export(store_for(plain))
+        with prefect_settings:
+            params = {"start": args.first, "end": args.last, "days_per_task": args.days_per_task}
+            sequential = btc_backfill_dask.with_options(
+                task_runner=ThreadPoolTaskRunner(max_workers=1)
+            )
+            dask = btc_backfill_dask.with_options(task_runner=dask_task_runner(args.workers))
+            seq_s, seq_out = run_flow("sequential", lambda: sequential(**params), csv, workdir)
+            dask_s, dask_out = run_flow(
+                f"dask-{args.workers}", lambda: dask(**params), csv, workdir
+            )
+            plain = Settings.from_env(env={}, db_path=workdir / "plain.duckdb", replay_file=csv)
+            started = time.perf_counter()
+            backfill(plain, Window.days(args.first, args.last))
+            plain_s = time.perf_counter() - started
+            same = seq_out == dask_out == export(store_for(plain))
     finally:
         stop(server.pid, sigints=1)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -17,7 +17,7 @@ from btc_core.pipeline import backfill, store_for
 from btc_core.settings import Settings
 from btc_core.transform import export
 from flows.dask_backfill import btc_backfill_dask, dask_task_runner
-from tests.prefect.helpers import all_task_runs
+from tests.prefect.helpers import all_task_runs, run_deployment
 
 pytestmark = pytest.mark.integration
 WORKERS = 2
@@ -91,3 +91,18 @@ def test_day_by_day_loads_queue_on_the_writer_lock(dask_env, shared_csv, tmp_pat
     want, loaded = plain_backfill(shared_csv, tmp_path / "plain.duckdb", first, last)
     assert summary.endswith(f": {loaded} observations new or updated"), summary
     assert export(store_for(Settings.from_env())) == want
+
+
+def test_the_deployment_runs_on_the_process_worker(prefect_server, process_worker):
+    """btc-backfill-dask from prefect.yaml, run by a real process worker: the flow-run process
+    starts its own LocalCluster (spawned Dask workers re-import the engine, not the flow file)."""
+    with prefect_server.client() as client:
+        run = run_deployment(
+            client,
+            "btc-backfill-dask/btc-backfill-dask",
+            start="2023-10-01",
+            end="2023-12-31",
+            days_per_task=31,
+        )
+        assert run.state.name == "Completed", run.state.message
+        check(all_task_runs(client, run.id), extracts=3)
