@@ -80,10 +80,10 @@ def test_multi_year_dask_backfill_equals_the_sequential_one(dask_env, shared_csv
 def test_day_by_day_loads_queue_on_the_writer_lock(dask_env, shared_csv, tmp_path, monkeypatch):
     """One task per day across a year boundary, each load holding the lock a while (the core's
     pause-before-commit switch): overlapping loads wait for each other instead of failing."""
-    monkeypatch.setenv("BTC_PAUSE_BEFORE_COMMIT_S", "0.2")
-    first, last = date(2021, 12, 27), date(2022, 1, 5)
+    monkeypatch.setenv("BTC_PAUSE_BEFORE_COMMIT_S", "0.5")
+    first, last = date(2021, 12, 29), date(2022, 1, 3)
     summary, runs = run_dask(dask_env, first, last, days_per_task=1)
-    check(runs, extracts=10)
+    check(runs, extracts=6)
     loads = sorted((r.start_time, r.end_time) for r in runs if r.task_key.startswith("load"))
     assert any(b[0] < a[1] for a, b in pairwise(loads)), (
         "no two loads overlapped: the test did not exercise the lock"
