@@ -88,6 +88,8 @@ bench: setup  ## benchmarks, each printing a ratio against a baseline measured i
 	$(RUN) python -m bench.prefect_latency
 	$(RUN) python -m bench.docker_latency
 	$(RUN) python -m bench.dagster_overhead
+	$(RUN) python -m bench.dask_backfill
+	$(RUN) python -m bench.dask_backfill --latency-ms 500 --first 2023-01-01 --last 2023-12-31 --workers 4
 	$(UV) sync --frozen --project airflow_port
 	airflow_port/.venv/bin/python -m bench.airflow_overhead
 

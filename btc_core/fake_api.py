@@ -40,6 +40,7 @@ class FakeApi:
 
     candles: list[tuple[int, float]]
     slow_s: float = 5.0
+    latency_s: float = 0.0  # added to every answer: a remote API's round trip, for benchmarks
     faults: dict[str, deque[str]] = field(default_factory=lambda: defaultdict(deque))
     down: set[str] = field(default_factory=set)
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -48,9 +49,11 @@ class FakeApi:
 
     @classmethod
     @contextmanager
-    def start(cls, replay_csv: Path, port: int = 0, slow_s: float = 5.0) -> Iterator[FakeApi]:
+    def start(
+        cls, replay_csv: Path, port: int = 0, slow_s: float = 5.0, latency_s: float = 0.0
+    ) -> Iterator[FakeApi]:
         """Serve on 127.0.0.1 (a free port unless ``port`` is given) until the block ends."""
-        api = cls(load_candles(replay_csv), slow_s=slow_s)
+        api = cls(load_candles(replay_csv), slow_s=slow_s, latency_s=latency_s)
         server = ThreadingHTTPServer(("127.0.0.1", port), _handler(api))
         server.daemon_threads = True
         api.url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -168,6 +171,8 @@ def _handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
                         "headers": dict(self.headers),
                     }
                 )
+            if api.latency_s:
+                time.sleep(api.latency_s)
             if provider not in PROVIDERS:
                 return self._send(404, b'{"error":"not found"}')
             fault = api._next_fault(provider)

@@ -80,6 +80,8 @@ class Settings:
     # hosts write one shared store (a DuckLake always uses one: btc-duckdb-writer by default).
     # A local DuckDB file needs only the core's file lock.
     writer_limit: str = ""
+    # Size of the Dask LocalCluster of flows/dask_backfill.py (worker processes, one thread each).
+    dask_workers: int = 2
     # Prefect's own client variables, read here too so `btc doctor` can check the control plane
     # over plain HTTP (btc_core never imports Prefect).
     prefect_api_url: str = ""
@@ -157,6 +159,8 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"BTC_{name.upper()} must be > 0")
+        if self.dask_workers < 1:
+            raise ConfigError("BTC_DASK_WORKERS must be >= 1")
         if self.http_retries < 0 or self.lookback_hours <= 0:
             raise ConfigError("BTC_HTTP_RETRIES must be >= 0 and BTC_LOOKBACK_HOURS > 0")
         if self.store_url:

@@ -3,6 +3,7 @@
     python -m deployments.setup            # against PREFECT_API_URL (local server or Cloud)
     python -m deployments.setup --s3-bucket btc-results --s3-endpoint-url http://127.0.0.1:9000
                                            # also an S3Bucket block for task results (see docs/hybrid.md)
+    python -m deployments.setup --cluster-pools   # also the btc-k8s and btc-ecs pools (docs/cluster.md)
 
 Safe to run again and again: pools are overwritten with the template from this file, existing
 Secret blocks are only replaced when a value is given in the environment, limits and automations
@@ -31,6 +32,7 @@ from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
 from prefect_docker.worker import DockerWorker
 
 from btc_core.settings import Settings
+from deployments.cluster import ensure_cluster_pools
 from flows.btc import PLACEHOLDER, SECRET_BLOCKS, WRITER_LIMIT
 from infra.image import flow_image
 
@@ -270,6 +272,12 @@ def main() -> int:
         "--s3-create-bucket", action="store_true", help="create the bucket if it is missing"
     )
     parser.add_argument(
+        "--cluster-pools",
+        action="store_true",
+        help="also the Kubernetes and ECS pools from infra/*/base-job-template.json (opt-in: "
+        "btc doctor warns about pools no worker polls)",
+    )
+    parser.add_argument(
         "--zombie-after",
         type=int,
         default=ZOMBIE_AFTER_S,
@@ -279,6 +287,8 @@ def main() -> int:
     settings = Settings.from_env()
     with get_client(sync_client=True) as client:
         print(f"work pools: {', '.join(ensure_work_pools(client, args.flow_image))}")
+        if args.cluster_pools:
+            print(f"cluster pools: {', '.join(ensure_cluster_pools(client, args.flow_image))}")
         if args.s3_bucket:
             storage = ensure_result_storage(
                 args.s3_bucket, args.s3_endpoint_url, args.s3_create_bucket

@@ -175,6 +175,16 @@ def cache_version(settings: Settings, source: str, window: Window | None) -> str
     return str(window)
 
 
+def backfill_extract(settings: Settings) -> Task:
+    """``extract`` with the settings' retry policy and timeout, for windows of past days (their
+    cache key is the window or the replay file's identity, so no expiration is needed)."""
+    return extract.with_options(
+        retries=settings.http_retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=settings.retry_base_s),
+        timeout_seconds=settings.task_timeout_s,
+    )
+
+
 def extract_with_failover(settings: Settings, window: Window | None) -> Batch:
     """Extract from each source of the chain in turn; any source failure fails over."""
     logger = get_run_logger()
@@ -269,11 +279,7 @@ def btc_backfill(start: date, end: date, source: str | None = None, max_parallel
     time; loads queue on the store's single-writer lock; then one transform over the window."""
     settings = runtime_settings(source=source)
     days = Window.days(start, end).day_list()
-    options = extract.with_options(
-        retries=settings.http_retries,
-        retry_delay_seconds=exponential_backoff(backoff_factor=settings.retry_base_s),
-        timeout_seconds=settings.task_timeout_s,
-    )
+    options = backfill_extract(settings)
     loaded = 0
     replay = str(settings.replay_file)
     progress = create_progress_artifact(

@@ -1,6 +1,7 @@
 """The live sources against the local fake API: real payload shapes, injected faults."""
 
 import logging
+import time
 from dataclasses import replace
 from datetime import date
 
@@ -14,6 +15,7 @@ from btc_core.errors import (
     SourceTimeout,
     SourceUnreachable,
 )
+from btc_core.fake_api import FakeApi
 from btc_core.observations import Window
 from btc_core.pipeline import run_cycle
 from btc_core.sources import Coinbase, CoinGecko, fetch_with_failover, fetch_with_retries
@@ -121,3 +123,12 @@ def test_a_failed_run_leaves_duckdb_unchanged(live_settings, fake_api):
         run_cycle(live_settings, NOV)
     with __import__("duckdb").connect(str(live_settings.db_path)) as con:
         assert con.execute("SELECT count(*), sum(price_usd) FROM observations").fetchone() == before
+
+
+def test_fake_api_latency_delays_every_answer(live_settings, replay_csv):
+    """The benchmark's remote-API shape: every answer waits ``latency_s``, faults or not."""
+    with FakeApi.start(replay_csv, latency_s=0.3) as api:
+        settings = replace(live_settings, coingecko_url=f"{api.url}/coingecko")
+        started = time.perf_counter()
+        assert len(CoinGecko(settings).fetch(NOV).frame) == 48
+        assert time.perf_counter() - started >= 0.3

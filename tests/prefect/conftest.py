@@ -107,6 +107,15 @@ def postgres_serve(tmp: Path, first_port: int = 4300) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
+def bare_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A self-hosted server on SQLite with nothing set up: for tests that bring their own pools
+    (the cluster pools stay off ``prefect_server``, where ``btc doctor`` checks every pool)."""
+    gen = _serve(tmp_path_factory.mktemp("prefect-bare"))
+    yield next(gen)
+    gen.close()
+
+
+@pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A self-hosted server on the local PostgreSQL, in a database of its own."""
     with postgres_serve(tmp_path_factory.mktemp("prefect-pg")) as server:

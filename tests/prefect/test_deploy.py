@@ -27,7 +27,8 @@ def check_deployments(server) -> None:
                 else:
                     assert actual.interval.total_seconds() == expected["interval"]
             assert len(schedules) == len(spec.get("schedules", []))
-        assert deployments["btc-backfill"].parameters == SPEC["btc-backfill"]["parameters"]
+        for backfill in ("btc-backfill", "btc-backfill-dask"):
+            assert deployments[backfill].parameters == SPEC[backfill]["parameters"]
         trigger = [
             a for a in client.read_automations() if a.name.startswith("btc-on-event__automation")
         ]

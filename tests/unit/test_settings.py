@@ -23,6 +23,13 @@ def test_env_variables_are_read_and_typed():
     )
 
 
+def test_dask_workers_default_and_environment():
+    assert (
+        Settings.from_env(env={}).dask_workers,
+        Settings.from_env(env={"BTC_DASK_WORKERS": "4"}).dask_workers,
+    ) == (2, 4)
+
+
 def test_overrides_beat_environment():
     assert Settings.from_env(env={"BTC_SOURCE": "coingecko"}, source="replay").source == "replay"
 
@@ -34,6 +41,7 @@ def test_overrides_beat_environment():
         ({"BTC_LOCK_TIMEOUT_S": "soon"}, "BTC_LOCK_TIMEOUT_S='soon' is not a valid float"),
         ({"BTC_SECRETS_FROM": "vault"}, "BTC_SECRETS_FROM must be one of env, prefect-blocks"),
         ({"BTC_READ_TIMEOUT_S": "0"}, "BTC_READ_TIMEOUT_S must be > 0"),
+        ({"BTC_DASK_WORKERS": "0"}, "BTC_DASK_WORKERS must be >= 1"),
     ],
 )
 def test_bad_configuration_is_one_clear_error(env, message):
