@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings.legacy import Setting
 
 from btc_core.fake_api import FakeApi
 from deployments.stack import (
@@ -45,6 +47,19 @@ class Server:
             get_client(sync_client=True) as client,
         ):
             yield client
+
+    @contextmanager
+    def in_process(self, settings: dict[Setting, object] | None = None) -> Iterator[Server]:
+        """Flows run in this process report to this server. Prefect's events worker is a process
+        singleton bound to the API URL it first saw (and task runs reach the server as events),
+        so it is drained before and after: tests on different servers in one session then
+        never send their task runs to the wrong one."""
+        EventsWorker.drain_all()
+        try:
+            with temporary_settings({PREFECT_API_URL: self.api_url, **(settings or {})}):
+                yield self
+        finally:
+            EventsWorker.drain_all()
 
     def worker(
         self, pool: str = "btc-process", poll_s: float = 1.0, **env: str

@@ -10,7 +10,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
 
 from btc_core.observations import Window
 from btc_core.pipeline import backfill, store_for
@@ -30,9 +30,7 @@ def dask_env(bare_server, tmp_path, monkeypatch, shared_csv):
     monkeypatch.setenv("BTC_REPLAY_FILE", str(shared_csv))
     monkeypatch.setenv("BTC_NOTIFY", "none")
     monkeypatch.setenv("BTC_ARTIFACTS", "none")
-    with temporary_settings(
-        {PREFECT_API_URL: bare_server.api_url, PREFECT_LOCAL_STORAGE_PATH: tmp_path / "results"}
-    ):
+    with bare_server.in_process({PREFECT_LOCAL_STORAGE_PATH: tmp_path / "results"}):
         yield bare_server
 
 

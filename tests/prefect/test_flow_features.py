@@ -12,7 +12,7 @@ import duckdb
 import pytest
 from prefect.blocks.system import Secret
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
 
 from flows.btc import CHART_KEY, btc_backfill, btc_pipeline
 from tests.prefect.helpers import all_task_runs, logs, run_deployment, task_runs
@@ -25,9 +25,7 @@ def against(prefect_server, tmp_path, monkeypatch):
     """Run flows in this process against the test server, data in tmp_path."""
     monkeypatch.setenv("BTC_DB_PATH", str(tmp_path / "btc.duckdb"))
     monkeypatch.setenv("BTC_NOTIFY", "none")
-    with temporary_settings(
-        {PREFECT_API_URL: prefect_server.api_url, PREFECT_LOCAL_STORAGE_PATH: tmp_path / "results"}
-    ):
+    with prefect_server.in_process({PREFECT_LOCAL_STORAGE_PATH: tmp_path / "results"}):
         yield prefect_server
 
 
