@@ -51,9 +51,8 @@ from btc_core.transform import Latest, latest, refresh_daily_avg
 SECRET_BLOCKS = {"coingecko_api_key": "btc-coingecko-api-key", "webhook_url": "btc-webhook-url"}
 CHART_KEY = "btc-daily-avg-chart"
 PLACEHOLDER = "unset"  # value of a Secret block created without a real secret
-WRITER_LIMIT = (
-    "btc-duckdb-writer"  # created by deployments/setup.py; used when BTC_WRITER_LIMIT names it
-)
+# Created by deployments/setup.py; held by DuckLake writers, or by any store via BTC_WRITER_LIMIT.
+WRITER_LIMIT = "btc-duckdb-writer"
 
 
 def runtime_settings(**overrides: object) -> Settings:
