@@ -34,11 +34,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from btc_core.fake_api import FakeApi
 from btc_core.observations import Window
 from btc_core.pipeline import backfill, store_for
-from btc_core.settings import Settings
-from btc_core.testing import shared_csv_path
+from btc_core.settings import Settings, shared_csv_path
 from btc_core.transform import export
-from deployments.stack import pick_port, start_server, stop
+from deployments.stack import start_server, stop
 from flows.dask_backfill import btc_backfill_dask, dask_task_runner
+from infra.ports import pick_port
 
 
 def run_flow(label: str, run: Callable[[], str], workdir: Path, api_url: str) -> tuple[float, str]:

@@ -18,12 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from prefect.client.orchestration import get_client
-from prefect.settings import PREFECT_API_URL, temporary_settings
-
-from bench.prefect_latency import wait_completed
-from deployments.stack import pick_port, setup_and_deploy, start_server, start_worker, stop
+from deployments.runs import run_now
+from deployments.stack import setup_and_deploy, start_server, start_worker, stop
 from infra.image import build
+from infra.ports import pick_port
 
 FLOW_UID = 10001  # the flow image's user (infra/Dockerfile)
 TARGET_S = 8.0
@@ -32,14 +30,10 @@ QUIET = {"BTC_NOTIFY": "none"}
 
 def latency(api_url: str, deployment: str, job_variables: dict) -> float:
     """Seconds from creating a run of ``deployment`` to seeing it Completed."""
-    with (
-        temporary_settings({PREFECT_API_URL: api_url}),
-        get_client(sync_client=True) as client,
-    ):
-        deployment_id = client.read_deployment_by_name(deployment).id
-        started = time.perf_counter()
-        run = client.create_flow_run_from_deployment(deployment_id, job_variables=job_variables)
-    wait_completed(api_url, str(run.id))
+    started = time.perf_counter()
+    run = run_now(api_url, deployment, job_variables=job_variables)
+    if not (run.state and run.state.is_completed()):
+        raise RuntimeError(f"{deployment} run {run.id} ended {run.state}")
     return time.perf_counter() - started
 
 

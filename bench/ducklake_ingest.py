@@ -23,10 +23,9 @@ import duckdb
 from bench.ingest import file_window
 from btc_core.lake import LakeStore
 from btc_core.pipeline import backfill, store_for
-from btc_core.settings import Settings
-from btc_core.testing import shared_csv_path
+from btc_core.settings import Settings, shared_csv_path
+from deployments.postgres import postgres_available
 from tests.lake import Lake, lake_s3, new_lake
-from tests.prefect.conftest import _postgres_available
 
 
 def ingest(settings: Settings, csv: Path) -> float:
@@ -45,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if csv is None:
         print("shared data not found (set BTC_SHARED_DATA): nothing to measure")
         return 0
-    if not _postgres_available():
+    if not postgres_available():
         print("PostgreSQL is not reachable on 127.0.0.1:5432: nothing to measure")
         return 1
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log

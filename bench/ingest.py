@@ -24,8 +24,8 @@ import duckdb
 
 from btc_core.observations import Window
 from btc_core.pipeline import backfill
-from btc_core.settings import PROJECT_ROOT, Settings
-from btc_core.testing import shared_csv_path
+from btc_core.settings import PROJECT_ROOT, Settings, shared_csv_path
+from btc_core.sql import one_row
 
 BENCH_DIR = PROJECT_ROOT / "var" / "bench"
 
@@ -58,9 +58,9 @@ WINDOWS: dict[Path, Window] = {}  # the whole days each file covers, found befor
 
 def file_window(path: Path) -> Window:
     con = duckdb.connect()
-    first, last = con.execute(
-        "SELECT min(time), max(time) FROM read_csv(?, header = true)", [str(path)]
-    ).fetchone()  # type: ignore[misc]
+    first, last = one_row(
+        con, "SELECT min(time), max(time) FROM read_csv(?, header = true)", [str(path)]
+    )
     con.close()
     start, end = (datetime.fromtimestamp(t, UTC) for t in (first, last))
     return Window.days(start.date(), end.date())

@@ -23,6 +23,7 @@ and the requests the server answered 503 because its database was busy.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -39,15 +40,9 @@ from pathlib import Path
 import httpx
 
 from btc_core.settings import DEFAULT_REPLAY_FILE, PROJECT_ROOT
-from deployments.stack import (
-    pick_port,
-    postgres_url,
-    prefect_env,
-    scratch_database,
-    setup_and_deploy,
-    start_server,
-    stop,
-)
+from deployments.postgres import postgres_url, scratch_database
+from deployments.stack import prefect_env, setup_and_deploy, start_server, stop
+from infra.ports import pick_port
 
 RETRYABLE = "Encountered retryable exception in request"
 BACKENDS = ("sqlite", "postgres")
@@ -71,16 +66,17 @@ class Server:
 
 
 @contextmanager
-def server(backend: str, workdir: Path, setup: bool = True) -> Iterator[Server]:
-    """A server on ``backend`` (with pools, blocks, limits and deployments if ``setup``),
-    stopped by PID afterwards; for PostgreSQL, in a database of its own, dropped afterwards."""
+def server(backend: str, workdir: Path, setup: bool = True, port: int = 4500) -> Iterator[Server]:
+    """A server on ``backend`` (with pools, blocks, limits and deployments if ``setup``), on
+    ``port`` or the next free one, stopped by PID afterwards; for PostgreSQL, in a database of
+    its own, dropped afterwards."""
     env = {"PREFECT_API_LOG_RETRYABLE_ERRORS": "true"}
     with ExitStack() as cleanup:
         if backend == "postgres":
             database = cleanup.enter_context(scratch_database("btc_prefect_bench"))
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = postgres_url(database)
         home, log = workdir / f"home-{backend}", workdir / f"server-{backend}.log"
-        port = pick_port(4500)
+        port = pick_port(port)
         proc = start_server(home, port, log, **env)
         srv = Server(backend, home, f"http://127.0.0.1:{port}/api", log)
         try:
@@ -181,17 +177,10 @@ def many_tasks(srv: Server, tasks: int = 100, runs: int = 3) -> dict:
 # --- the real flow, warm ---------------------------------------------------------------------------
 
 
-def pipeline_child(repeats: int, out: Path, heartbeat: bool) -> None:
+def pipeline_child(repeats: int, out: Path) -> None:
     """``btc_pipeline()`` interleaved with the plain ``run_cycle`` on the same data, in this
-    process, against PREFECT_API_URL. ``heartbeat=False`` switches the flow-run heartbeat thread
-    off in code for the whole process (the only way: PREFECT_FLOWS_HEARTBEAT_FREQUENCY has a
-    minimum of 30 s), to show its share. Each round replays a fresh copy of the slice, so
+    process, against PREFECT_API_URL. Each round replays a fresh copy of the slice, so
     extract's cache (keyed on the file) misses as it does for new data."""
-    from contextlib import nullcontext
-
-    import prefect.settings
-    from prefect.settings import temporary_settings
-
     from btc_core.pipeline import run_cycle, store_for
     from btc_core.settings import Settings
     from btc_core.transform import export
@@ -202,12 +191,8 @@ def pipeline_child(repeats: int, out: Path, heartbeat: bool) -> None:
         fn()
         return (time.perf_counter() - started) * 1000
 
-    off = {prefect.settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     times: dict[str, list[float]] = {"plain": [], "prefect": []}
-    with (
-        tempfile.TemporaryDirectory(prefix="btc-prefect-warm-") as tmp,
-        nullcontext() if heartbeat else temporary_settings(updates=off),
-    ):
+    with tempfile.TemporaryDirectory(prefix="btc-prefect-warm-") as tmp:
         for i in range(repeats + 1):
             replay = Path(tmp, f"replay{i}.csv")
             shutil.copyfile(DEFAULT_REPLAY_FILE, replay)
@@ -216,7 +201,10 @@ def pipeline_child(repeats: int, out: Path, heartbeat: bool) -> None:
             )
             db = Path(tmp, f"prefect{i}.duckdb")
             os.environ.update(BTC_REPLAY_FILE=str(replay), BTC_DB_PATH=str(db))
-            took = {"plain": ms(lambda s=plain: run_cycle(s)), "prefect": ms(btc_pipeline)}
+            took = {
+                "plain": ms(lambda s=plain: run_cycle(s)),
+                "prefect": ms(lambda: asyncio.run(btc_pipeline())),
+            }
             prefect_out = export(store_for(Settings.from_env(env={}, db_path=db)))
             if prefect_out != export(store_for(plain)):
                 raise SystemExit("the Prefect flow and the plain core disagree: run parity")
@@ -226,15 +214,14 @@ def pipeline_child(repeats: int, out: Path, heartbeat: bool) -> None:
     out.write_text(json.dumps(times))
 
 
-def pipeline_warm(srv: Server, repeats: int = 5, heartbeat: bool = True) -> dict:
+def pipeline_warm(srv: Server, repeats: int = 5) -> dict:
     """Medians (ms) of the plain core and of ``btc_pipeline()`` on ``srv``, warm."""
     before = srv.retried_requests()
     with tempfile.TemporaryDirectory(prefix="btc-pipeline-warm-") as tmp:
         out = Path(tmp) / "times.json"
-        flag = "--heartbeat" if heartbeat else "--no-heartbeat"
         cmd = [sys.executable, "-m", "bench.prefect_backends", "--child-pipeline", str(out)]
         child = subprocess.run(
-            [*cmd, flag, "--repeats", str(repeats)],
+            [*cmd, "--repeats", str(repeats)],
             env=srv.env(BTC_NOTIFY="none", BTC_SOURCE="replay"),
             cwd=PROJECT_ROOT,
             capture_output=True,
@@ -246,7 +233,6 @@ def pipeline_warm(srv: Server, repeats: int = 5, heartbeat: bool = True) -> dict
         times = json.loads(out.read_text())
     return {
         "repeats": repeats,
-        "heartbeat": heartbeat,
         "plain_ms": statistics.median(times["plain"]),
         "run_ms": statistics.median(times["prefect"]),
         "runs_ms": times["prefect"],
@@ -280,15 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="measured pipeline runs")
     parser.add_argument("--child-tasks", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-pipeline", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--heartbeat", action=argparse.BooleanOptionalAction, default=True, help=argparse.SUPPRESS
-    )
     args = parser.parse_args(argv)
     if args.child_tasks:
         many_tasks_child(args.child_tasks)
         return 0
     if args.child_pipeline:
-        pipeline_child(args.repeats, args.child_pipeline, args.heartbeat)
+        pipeline_child(args.repeats, args.child_pipeline)
         return 0
     results = compare(args.tasks, args.runs, args.repeats)
     print(

@@ -12,6 +12,7 @@ import os
 import sys
 from datetime import date
 from pathlib import Path
+from typing import NoReturn
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -28,7 +29,7 @@ EXIT_FAILURE, EXIT_USAGE, EXIT_NOTIFY = 1, 2, 3
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, like every other usage error
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, like every other usage error
         self.exit(EXIT_USAGE, f"btc: error: {message} (see btc {self.prog.split()[-1]} --help)\n")
 
 
@@ -40,11 +41,11 @@ def _day(text: str) -> date:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--db", type=Path, help="DuckDB file (BTC_DB_PATH)")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
     common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
-    fetching = argparse.ArgumentParser(add_help=False)
+    fetching = _Parser(add_help=False)
     fetching.add_argument("--source", choices=SOURCES, help="price source (BTC_SOURCE)")
     fetching.add_argument("--replay-file", type=Path, help="CSV to replay (BTC_REPLAY_FILE)")
 
@@ -109,9 +110,10 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
         results = backfill(settings, window, on_chunk=lambda *_: progress.advance(task))
     inserted = sum(r.inserted for r in results)
     updated = sum(r.updated for r in results)
+    rejected = sum(r.rejected for r in results)
     print(
         f"backfilled {args.first} .. {args.last} from {settings.source}: "
-        f"{inserted} new, {updated} updated observations",
+        f"{inserted} new, {updated} updated observations, {rejected} rows rejected",
         file=sys.stderr,
     )
     return 0
@@ -166,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"btc: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILURE
+    except OSError as exc:  # the system refused something the core did not foresee
+        if debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"btc: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("btc: interrupted; nothing half-written (loads are transactional)", file=sys.stderr)
         return 130

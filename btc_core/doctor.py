@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
-from dataclasses import replace as with_fields
-from datetime import UTC, datetime
-
-import requests
+from importlib.metadata import entry_points
 
 from btc_core.errors import BtcError, StoreBusy
 from btc_core.settings import Settings
 from btc_core.sources import build_source
+from btc_core.sql import one_row
 from btc_core.store import Store
 
 
@@ -33,12 +30,15 @@ class Check:
 def check_store(settings: Settings) -> Check:
     """The store can be opened for writing and nobody holds it (local file), or the DuckLake's
     catalog and data path answer (``BTC_STORE_URL``)."""
-    if settings.store_url:
+    if settings.store_url.get_secret_value():
         return _check_lake(settings)
     store = Store(settings.db_path, lock_timeout_s=1.0)
     try:
-        with store.connect() as con:
-            (n,) = con.execute("SELECT count(*) FROM observations").fetchone()  # type: ignore[misc]
+        store.check_writable()  # creates nothing: a reading command never makes a database
+        if not settings.db_path.exists():
+            return Check("duckdb", True, f"{settings.db_path} not created yet, its folder writable")
+        with store.read() as con:
+            (n,) = one_row(con, "SELECT count(*) FROM observations")
     except StoreBusy as exc:
         return Check(
             "duckdb", False, str(exc), "wait for the running load, or stop the process holding it"
@@ -53,10 +53,10 @@ def check_store(settings: Settings) -> Check:
 def _check_lake(settings: Settings) -> Check:
     from btc_core.pipeline import store_for  # the pipeline imports this module's neighbours
 
-    store = store_for(with_fields(settings, lock_timeout_s=1.0, pause_before_commit_s=0.0))
+    store = store_for(settings.replace(lock_timeout_s=1.0))
     try:
         with store.connect() as con:
-            (n,) = con.execute("SELECT count(*) FROM observations").fetchone()  # type: ignore[misc]
+            (n,) = one_row(con, "SELECT count(*) FROM observations")
     except (BtcError, OSError) as exc:
         return Check(
             "ducklake",
@@ -70,7 +70,7 @@ def _check_lake(settings: Settings) -> Check:
 
 def check_source(settings: Settings) -> Check:
     """The configured source answers with valid data (one request, no retries)."""
-    source = build_source(settings.source, with_fields(settings, http_retries=0))
+    source = build_source(settings.source, settings)
     try:
         batch = source.fetch(None)
     except BtcError as exc:
@@ -83,169 +83,20 @@ def check_source(settings: Settings) -> Check:
     return Check(f"source {settings.source}", True, batch.summary())
 
 
-POOL = "btc-process"
-DOCKER_POOL = "btc-docker"
-WORKER_FRESH_S = 120  # a worker that polled within this many seconds counts as alive
-START_WORKER = "workers/start-process-worker.sh btc-process"
-
-
-class _Api:
-    """Minimal REST access to a Prefect server or Prefect Cloud (no Prefect import)."""
-
-    def __init__(self, settings: Settings):
-        self.url = settings.prefect_api_url.rstrip("/")
-        self.session = requests.Session()
-        if settings.prefect_api_auth_string:
-            user, _, password = settings.prefect_api_auth_string.partition(":")
-            self.session.auth = (user, password)
-
-    def call(self, method: str, path: str, **kwargs: object) -> requests.Response:
-        return self.session.request(method, f"{self.url}{path}", timeout=5, **kwargs)  # type: ignore[arg-type]
-
-
-def check_prefect(settings: Settings) -> list[Check]:
-    """The control plane answers, the pools exist, a worker polls each, the backend suits."""
-    if not settings.prefect_api_url:
-        busy = (
-            "" if _port_free(4200) else " (port 4200 is in use: is a server already running there?)"
-        )
-        return [
-            Check(
-                "prefect api",
-                False,
-                f"PREFECT_API_URL is not set{busy}",
-                "make server, then export PREFECT_API_URL=http://127.0.0.1:4200/api",
-            )
-        ]
-    api = _Api(settings)
-    try:
-        health = api.call("GET", "/health")
-    except requests.RequestException:
-        hint = (
-            ""
-            if _port_free(4200)
-            else "; port 4200 is busy with something else: make server picks the next free port"
-        )
-        return [
-            Check(
-                "prefect api",
-                False,
-                f"{api.url} does not answer{hint}",
-                "make server (or fix PREFECT_API_URL)",
-            )
-        ]
-    if health.status_code == 200:  # /health stays open under basic auth: ask a real endpoint
-        health = api.call("POST", "/flows/filter", json={"limit": 1})
-    if health.status_code == 401:
-        said = (
-            "rejected the credentials in PREFECT_API_AUTH_STRING"
-            if settings.prefect_api_auth_string
-            else "wants credentials"
-        )
-        return [
-            Check(
-                "prefect api",
-                False,
-                f"{api.url} {said} (HTTP 401)",
-                "export PREFECT_API_AUTH_STRING=user:password (the server's PREFECT_SERVER_API_AUTH_STRING)",
-            )
-        ]
-    if health.status_code != 200:
-        return [
-            Check(
-                "prefect api",
-                False,
-                f"{api.url} answered HTTP {health.status_code} ({health.request.path_url})",
-                "check the server log",
-            )
-        ]
-    checks = [Check("prefect api", True, f"{api.url} answers"), _backend(api)]
-    for pool in (POOL, DOCKER_POOL):
-        checks += _pool(api, pool)
+def plugin_checks() -> list[Check]:
+    """Checks of the orchestrators installed here, found through the ``btc.doctor`` entry point
+    (this project registers the Prefect side: ``deployments.doctor:prefect_checks``)."""
+    checks = []
+    for plugin in entry_points(group="btc.doctor"):
+        try:
+            run = plugin.load()
+        except ImportError as exc:
+            checks.append(Check(plugin.name, True, f"skipped: {exc.name} is not installed here"))
+            continue
+        checks += run()
     return checks
-
-
-def _backend(api: _Api) -> Check:
-    """Which database the server uses, when it says so (it hides a full connection URL)."""
-    resp = api.call("GET", "/admin/settings")
-    if resp.status_code != 200:  # Prefect Cloud has no admin settings
-        return Check("database", True, "managed by the control plane (Prefect Cloud?)")
-    database = resp.json().get("server", {}).get("database", {})
-    driver = str(database.get("driver") or "")
-    url = str(database.get("connection_url") or "")
-    if "postgres" in driver or "postgres" in url:
-        return Check("database", True, "PostgreSQL")
-    hint = (
-        "under many concurrent task runs SQLite locks: use "
-        "PREFECT_API_DATABASE_CONNECTION_URL=postgresql+asyncpg://user@host:5432/prefect"
-    )
-    if "sqlite" in driver or "sqlite" in url:
-        return Check("database", True, f"SQLite: fine for a demo; {hint}")
-    return Check("database", True, f"not shown by the server (SQLite unless configured); {hint}")
-
-
-def _pool(api: _Api, pool: str) -> list[Check]:
-    found = api.call("GET", f"/work_pools/{pool}")
-    if found.status_code == 404:
-        if pool == DOCKER_POOL:
-            return []  # optional
-        return [Check(f"pool {pool}", False, "does not exist", "python -m deployments.setup")]
-    workers = api.call("POST", f"/work_pools/{pool}/workers/filter", json={"limit": 50}).json()
-    now = datetime.now(UTC)
-    fresh = [
-        w
-        for w in workers
-        if w.get("last_heartbeat_time")
-        and (now - datetime.fromisoformat(w["last_heartbeat_time"])).total_seconds()
-        < WORKER_FRESH_S
-    ]
-    start = START_WORKER if pool == POOL else "workers/start-docker-worker.sh"
-    if fresh:
-        checks = [
-            Check(
-                f"pool {pool}",
-                True,
-                f"{len(fresh)} worker(s) polled in the last {WORKER_FRESH_S} s",
-            )
-        ]
-        return [*checks, check_docker()] if pool == DOCKER_POOL else checks
-    if pool == DOCKER_POOL:  # optional: only a note while nobody uses it
-        return [
-            Check(f"pool {pool}", True, f"no worker polls it: its runs would stay Late ({start})")
-        ]
-    return [
-        Check(
-            f"pool {pool}",
-            False,
-            "no worker polled recently: runs will stay Late",
-            f"start one on your machine: {start}",
-        )
-    ]
-
-
-def check_docker(socket_path: str = "/var/run/docker.sock") -> Check:
-    """The Docker daemon answers on its socket (needed by the Docker pool's worker)."""
-    try:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(3)
-            sock.connect(socket_path)
-            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            ok = b" 200 " in sock.recv(256)
-    except OSError:
-        ok = False
-    return Check(
-        "docker",
-        ok,
-        "daemon answers" if ok else f"no Docker daemon on {socket_path}",
-        "bash infra/provision.sh (installs docker.io, starts dockerd)",
-    )
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order a person would fix things."""
-    return [check_store(settings), check_source(settings), *check_prefect(settings)]
+    return [check_store(settings), check_source(settings), *plugin_checks()]

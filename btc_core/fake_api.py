@@ -8,10 +8,15 @@ tests, in the demo, in fault drills. Point ``BTC_COINGECKO_URL`` at ``<url>/coin
         api.inject("coingecko", "429", "500")   # the next two CoinGecko answers fail
         ...
 
-Faults (one per request, in order): an HTTP status (``"429"`` carries ``Retry-After: 0``),
+Faults (one per request, in order): an HTTP status (``"429"`` carries ``Retry-After: 0``,
+``"429:N"`` ``Retry-After: N``),
 ``"timeout"`` (answers after ``slow_s``), ``"truncated"`` JSON, ``"html"`` error page,
 ``"missing_key"``, ``"nan"``, ``"zero"``, ``"negative"``, ``"absurd"`` prices, ``"stale"``
 timestamp, ``"drop"`` (closes the connection), ``"down"`` (every request fails with 503).
+
+Hostile payloads (:data:`HOSTILE`, one name per fault) spoil *every* row of the answer in one
+way, in the API's own shape: prices as booleans, nulls, objects, text, infinities; timestamps
+out of range, fractional or in the future. ``"deep"`` answers JSON nested 100,000 levels deep.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import json
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -118,8 +123,43 @@ def _corrupt(price: float, fault: str | None) -> float:
     )
 
 
+FULLWIDTH = {ord("0") + i: 0xFF10 + i for i in range(10)}  # digits as U+FF10..U+FF19
+
+# Each turns one (epoch seconds, price) row into the (time, price) a broken API might send; the
+# time is in seconds here and scaled to the provider's unit (ms for CoinGecko) when it is a number.
+HOSTILE: dict[str, Callable[[int, float], tuple[Any, Any]]] = {
+    "price_bool": lambda t, p: (t, True),
+    "price_null": lambda t, p: (t, None),
+    "price_object": lambda t, p: (t, {"usd": p}),
+    "price_list": lambda t, p: (t, [p]),
+    "price_text": lambda t, p: (t, f"{p:,.2f} USD"),
+    "price_fullwidth": lambda t, p: (t, str(int(p)).translate(FULLWIDTH)),
+    "price_infinity": lambda t, p: (t, float("inf")),
+    "price_huge_text": lambda t, p: (t, "9" * 1_000_000),
+    "time_null": lambda t, p: (None, p),
+    "time_text": lambda t, p: ("yesterday", p),
+    "time_negative": lambda t, p: (-t, p),
+    "time_huge": lambda t, p: (10**40, p),
+    "time_fraction": lambda t, p: (t + 0.0005, p),
+    "time_future": lambda t, p: (4_000_000_000, p),
+}
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def _spoil(rows: list[tuple[int, float]], fault: str | None, scale: int) -> list[tuple[Any, Any]]:
+    """``rows`` with a hostile fault applied to each, times scaled to the provider's unit."""
+    spoil = HOSTILE.get(fault or "")
+    if spoil is None:
+        return [(t * scale, p) for t, p in rows]
+    spoilt = [spoil(t, p) for t, p in rows]
+    return [(t * scale if isinstance(t, int | float) else t, p) for t, p in spoilt]
+
+
 def _body(api: FakeApi, provider: str, path: str, query: dict[str, str], fault: str | None) -> Any:
     """The JSON a real API would answer, with a data fault applied."""
+    if fault in HOSTILE and provider == "coingecko" and path.endswith("simple/price"):
+        ((ts, price),) = _spoil([api.latest()], fault, 1)
+        return {"bitcoin": {"usd": price, "last_updated_at": ts}}
     if provider == "coingecko" and path.endswith("simple/price"):
         ts, price = api.latest()
         if fault == "stale":
@@ -130,7 +170,7 @@ def _body(api: FakeApi, provider: str, path: str, query: dict[str, str], fault: 
         return {"bitcoin": coin}
     if provider == "coingecko" and path.endswith("market_chart/range"):
         rows = api.between(int(query["from"]), int(query["to"]))
-        prices = [[t * 1000, p] for t, p in rows]
+        prices = [[t, p] for t, p in _spoil(rows, fault, 1000)]
         if prices and fault in ("nan", "zero", "negative", "absurd"):
             prices[0][1] = _corrupt(prices[0][1], fault)
         key = "price_list" if fault == "missing_key" else "prices"
@@ -142,6 +182,8 @@ def _body(api: FakeApi, provider: str, path: str, query: dict[str, str], fault: 
             rows = [(now, api.candles[-1][1])]
         else:
             rows = api.between(start, end)
+        if fault in HOSTILE:
+            return [[t, 1.0, 1.0, 1.0, p, 1.0] for t, p in reversed(_spoil(rows, fault, 1))]
         candles = [[t, p * 0.99, p * 1.01, p, _corrupt(p, fault), 1.0] for t, p in reversed(rows)]
         return {"message": "moved"} if fault == "missing_key" else candles
     return None
@@ -176,10 +218,11 @@ def _handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
             if provider not in PROVIDERS:
                 return self._send(404, b'{"error":"not found"}')
             fault = api._next_fault(provider)
-            if fault and fault.isdigit():
-                extra = {"Retry-After": "0"} if fault == "429" else {}
+            status, _, retry_after = (fault or "").partition(":")
+            if status.isdigit():
+                extra = {"Retry-After": retry_after or "0"} if status == "429" else {}
                 return self._send(
-                    int(fault), b'{"status":{"error_code":%s}}' % fault.encode(), extra
+                    int(status), b'{"status":{"error_code":%s}}' % status.encode(), extra
                 )
             if fault == "drop":
                 self.close_connection = True
@@ -190,6 +233,8 @@ def _handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
             if fault == "html":
                 page = b"<html><body><h1>502 Bad Gateway</h1>cloudflare</body></html>"
                 return self._send(200, page, {"Content-Type": "text/html"})
+            if fault == "deep":
+                return self._send(200, DEEP)
             body = _body(api, provider, path, query, fault)
             if body is None:
                 return self._send(404, b'{"error":"unknown endpoint"}')

@@ -14,7 +14,7 @@ by a lock file on one host (this module), and the reads deduplicate anyway (btc_
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,13 +24,26 @@ from typing import ClassVar
 
 import duckdb
 
-from btc_core.errors import ConfigError, StoreBusy
+from btc_core.errors import BtcError, ConfigError, InputError, StoreBusy
 from btc_core.lake_config import LakeConfig, redact_libpq
+from btc_core.sql import one_row
 from btc_core.store import INSERT_NEW, SCHEMA, UPDATE_CHANGED, PriceStore, held
 
 ALIAS = "lake"
 TABLES = ("observations", "daily_avg")
 EXTENSIONS = ("ducklake", "postgres", "httpfs")
+# Errors opening the lake that a retry may cure: the catalog server unreachable for now, or busy.
+TRANSIENT = (
+    "connection refused",
+    "could not connect",
+    "timeout",
+    "timed out",
+    "the database system is starting up",
+    "too many clients",
+    "could not serialize",
+    "conflict",
+    "(http code 5",
+)
 
 
 def extension_directory() -> Path:
@@ -57,7 +70,6 @@ class LakeStore(PriceStore):
     config: LakeConfig
     lock_path: Path
     lock_timeout_s: float = 60.0
-    before_commit: Callable[[], None] | None = None  # a test switch, as for the local file
     upsert: ClassVar[tuple[str, ...]] = (UPDATE_CHANGED, INSERT_NEW)  # inlined, unlike MERGE
     unique_ts: ClassVar[bool] = False  # no keys: a duplicate may slip in, reads deduplicate
 
@@ -76,7 +88,25 @@ class LakeStore(PriceStore):
             finally:
                 con.close()
 
-    def open(self) -> duckdb.DuckDBPyConnection:
+    @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection (``ATTACH ... (READ_ONLY)``): no lock, no catalog or table
+        created; :class:`InputError` when the lake has no tables yet."""
+        empty = InputError(f"{self.describe()} holds no btc tables yet: run the pipeline")
+        try:
+            con = self.open(read_only=True)
+        except ConfigError as exc:
+            if "creating a new DuckLake is explicitly disabled" not in str(exc):
+                raise
+            raise empty from None
+        try:
+            if _table_count(con) < len(TABLES):
+                raise empty
+            yield con
+        finally:
+            con.close()
+
+    def open(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         """A new connection with the lake attached and current; no lock, no schema."""
         con = duckdb.connect(config={"extension_directory": str(extension_directory())})
         try:
@@ -84,14 +114,25 @@ class LakeStore(PriceStore):
                 con.execute(f"LOAD {name}")
             if self.config.s3 is not None:
                 con.execute(secret_sql(self.config))
-            attach(con, self.config)
+            attach(con, self.config, read_only=read_only)
         except duckdb.Error as exc:
             con.close()
-            first = str(exc).strip().splitlines()[0][:600]
-            # DuckDB quotes the libpq string in its errors: never let a password through
-            first = first.replace(self.config.catalog, redact_libpq(self.config.catalog))
-            raise StoreBusy(f"cannot open {self.describe()}: {first}") from None
+            raise self.error_for(exc, "open") from None
         return con
+
+    def error_for(self, exc: duckdb.Error, doing: str = "write") -> BtcError:
+        """What opening or writing failed with: retryable when the catalog could not be reached
+        or was busy, a configuration error otherwise (wrong password, no such database or
+        bucket; a missing bucket shows at the first write of a new lake)."""
+        first = str(exc).strip().splitlines()[0][:600]
+        # DuckDB quotes the libpq string in its errors: never let a password through
+        first = first.replace(self.config.catalog, redact_libpq(self.config.catalog))
+        if any(marker in first.lower() for marker in TRANSIENT):
+            return StoreBusy(f"cannot reach {self.describe()} now: {first}")
+        return ConfigError(
+            f"cannot {doing} {self.describe()}: {first} (check BTC_STORE_URL, BTC_LAKE_DATA_PATH "
+            "and the S3 keys: docs/ducklake.md)"
+        )
 
     def _busy(self, who: str) -> StoreBusy:
         return StoreBusy(
@@ -103,10 +144,11 @@ class LakeStore(PriceStore):
         """Data files per table (Parquet on S3, not counting inlined rows)."""
         with self.connect() as con:
             return {
-                table: con.execute(
+                table: one_row(
+                    con,
                     "SELECT count(*) FROM ducklake_list_files($lake, $table)",
                     {"lake": ALIAS, "table": table},
-                ).fetchone()[0]  # type: ignore[index]
+                )[0]
                 for table in TABLES
             }
 
@@ -142,11 +184,7 @@ class CompactionResult:
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the tables if missing; a host that created them at the same moment wins."""
-    (n,) = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = $lake AND table_name IN $names",
-        {"lake": ALIAS, "names": list(TABLES)},
-    ).fetchone()  # type: ignore[misc]
-    if n == len(TABLES):
+    if _table_count(con) == len(TABLES):
         return
     try:
         con.execute(SCHEMA)
@@ -154,13 +192,25 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(SCHEMA)  # someone else committed the tables first: they exist now
 
 
-def attach(con: duckdb.DuckDBPyConnection, config: LakeConfig, tries: int = 3) -> None:
+def _table_count(con: duckdb.DuckDBPyConnection) -> int:
+    """How many of the pipeline's tables the attached lake has."""
+    (n,) = one_row(
+        con,
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = $lake AND table_name IN $names",
+        {"lake": ALIAS, "names": list(TABLES)},
+    )
+    return n
+
+
+def attach(
+    con: duckdb.DuckDBPyConnection, config: LakeConfig, tries: int = 3, read_only: bool = False
+) -> None:
     """Attach the lake and make it current. The first ATTACH of a new catalog creates its
     tables in PostgreSQL: a host doing the same at that moment makes one of them fail with a
     duplicate key (or "already exists"), and attaching again then finds the catalog ready."""
     for attempt in range(tries):
         try:
-            con.execute(attach_sql(config))
+            con.execute(attach_sql(config, read_only))
             break
         except duckdb.Error as exc:
             raced = any(m in str(exc) for m in ("duplicate key", "already exists"))
@@ -170,9 +220,11 @@ def attach(con: duckdb.DuckDBPyConnection, config: LakeConfig, tries: int = 3) -
     con.execute(f"USE {ALIAS}")
 
 
-def attach_sql(config: LakeConfig) -> str:
+def attach_sql(config: LakeConfig, read_only: bool = False) -> str:
     """``ATTACH 'ducklake:postgres:...' AS lake (DATA_PATH ..., DATA_INLINING_ROW_LIMIT n)``."""
     options = [f"DATA_PATH {_quote(config.data_path)}"]
+    if read_only:
+        options.append("READ_ONLY")
     if config.inline_rows:
         options.append(f"DATA_INLINING_ROW_LIMIT {int(config.inline_rows)}")
     source = _quote(f"ducklake:postgres:{config.catalog}")

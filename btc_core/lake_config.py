@@ -54,7 +54,7 @@ class LakeConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> LakeConfig:
         """Parse and check the settings; :class:`ConfigError` (one line) on bad input."""
-        catalog = parse_store_url(settings.store_url)
+        catalog = parse_store_url(settings.store_url.get_secret_value())
         data_path = settings.lake_data_path.strip()
         if not data_path:
             raise ConfigError(
@@ -118,7 +118,7 @@ def redact_libpq(catalog: str) -> str:
 
 def s3_endpoint(settings: Settings) -> S3Endpoint:
     """S3 access from the settings: keys required, endpoint optional (http://host:port)."""
-    if not (settings.aws_access_key_id and settings.aws_secret_access_key):
+    if not (settings.aws_access_key_id and settings.aws_secret_access_key.get_secret_value()):
         raise ConfigError(
             "BTC_LAKE_DATA_PATH is on S3: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
             "(or BTC_AWS_ACCESS_KEY_ID / BTC_AWS_SECRET_ACCESS_KEY) on every worker"
@@ -134,7 +134,7 @@ def s3_endpoint(settings: Settings) -> S3Endpoint:
     return S3Endpoint(
         settings.aws_region,
         settings.aws_access_key_id,
-        settings.aws_secret_access_key,
+        settings.aws_secret_access_key.get_secret_value(),
         endpoint,
         use_ssl,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import requests
 
@@ -30,9 +30,9 @@ def message(latest: Latest | None) -> str:
     return text
 
 
-def payload(latest: Latest | None) -> dict[str, object]:
+def payload(latest: Latest | None) -> dict[str, Any]:
     """Slack-compatible body (``text``) plus the numbers for machines."""
-    body: dict[str, object] = {"text": message(latest)}
+    body: dict[str, Any] = {"text": message(latest)}
     if latest is not None:
         body["day"] = latest.current.day.isoformat()
         body["avg_price_usd"] = round_cents(latest.current.avg_price_usd)
@@ -56,7 +56,7 @@ def notify(settings: Settings, latest: Latest | None, stream: TextIO | None = No
     return _to_webhook(settings, body)
 
 
-def _to_file(path: Path, body: dict[str, object]) -> str:
+def _to_file(path: Path, body: dict[str, Any]) -> str:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as fh:
@@ -66,11 +66,11 @@ def _to_file(path: Path, body: dict[str, object]) -> str:
     return f"notified in {path}"
 
 
-def _to_webhook(settings: Settings, body: dict[str, object]) -> str:
+def _to_webhook(settings: Settings, body: dict[str, Any]) -> str:
     # Errors are rebuilt from scratch: requests' own messages contain the (secret) URL.
     try:
         resp = requests.post(
-            settings.webhook_url,
+            settings.webhook_url.get_secret_value(),
             json=body,
             headers={"User-Agent": USER_AGENT},
             timeout=(settings.connect_timeout_s, settings.read_timeout_s),

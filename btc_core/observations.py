@@ -1,28 +1,47 @@
 """Observations: time windows, the validated batch every source returns, and its validation.
 
 Validation is SQL in an in-memory DuckDB, so a 5-million-row replay file is checked as fast as
-a 3-row API answer. Raw rows arrive as text (``epoch``, ``price``) whatever their
-origin; each row is kept or rejected with a reason, duplicates collapse (the later line wins).
+a 3-row API answer. Raw rows arrive as text (``epoch``, ``price``) whatever their origin; each
+row is kept, rejected with a reason, or (with a window) left aside as outside it; duplicates
+collapse, the later line wins. The rules, in order (docs/input.md):
+
+- the timestamp is a plain decimal number (no exponent) of whole seconds (or milliseconds, per
+  source) from 1970 to 2100; surrounding spaces are ignored; a fraction is rejected;
+- the price is a decimal number (exponent allowed), read as a double: finite, > 0 and at most
+  ``max_price``;
+- the timestamp is not in the future (and, for a "latest" price, not stale).
+
+What reaches an orchestrator (``Batch.summary``, ``Batch.examples``, errors) carries line
+numbers, reasons and counts, never a value from the data. The raw text of rejected rows, cut to
+a readable length, goes only to :data:`worker_log`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import overload
 
 import duckdb
 import pandas as pd
 
 from btc_core.errors import BadPayload, ConfigError
+from btc_core.sql import one_row
 
 log = logging.getLogger(__name__)
+# Raw rejected rows go here, never to ``btc_core``'s tree: deployments/stack.py forwards that tree
+# to the control plane (PREFECT_LOGGING_EXTRA_LOGGERS=btc_core), and this logger is outside it.
+# It propagates to the root logger: the worker's console and its own log file.
+worker_log = logging.getLogger("btc_worker.rejected")
 
 MAX_EXAMPLES = 5
+EXAMPLE_CHARS = 60  # a raw value or line is cut to this many characters in the worker's log
 # Unix seconds beyond which an epoch is certainly not a price observation (year 2100).
 _MAX_EPOCH_S = 4_102_444_800
+UNITS = {1_000_000: "second", 1_000: "millisecond"}
 
 
 def utc_now() -> datetime:
@@ -52,9 +71,14 @@ class Window:
 
     @classmethod
     def days(cls, first: date, last: date) -> Window:
-        """Whole UTC days ``first`` to ``last``, both included."""
+        """Whole UTC days ``first`` to ``last``, both included; ``last`` may not be after today."""
         if last < first:
             raise ConfigError(f"--to {last} is before --from {first}")
+        today = utc_now().date()
+        if last > today:
+            raise ConfigError(
+                f"--to {last} is in the future (today is {today}, UTC): nothing to load there yet"
+            )
         start = datetime(first.year, first.month, first.day, tzinfo=UTC)
         return cls(start, datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1))
 
@@ -86,6 +110,10 @@ class Batch:
     """Validated observations from one source: one row per timestamp, sorted.
 
     ``frame`` has columns ``ts`` (naive UTC ``datetime64[us]``) and ``price_usd`` (float64).
+    Every row received is kept, rejected, or collapsed into a later duplicate:
+    ``received == len(frame) + n_rejected + duplicates``. ``outside`` rows had a valid timestamp
+    outside the requested window and were not received. ``examples`` name a few rejected rows by
+    line and reason only (no value from the data), so they may go anywhere.
     """
 
     source: str
@@ -95,6 +123,8 @@ class Batch:
     examples: list[str] = field(default_factory=list)
     duplicates: int = 0
     notes: list[str] = field(default_factory=list)
+    changed: int = 0  # duplicates whose price differed from the later line's
+    outside: int = 0
 
     @property
     def n_rejected(self) -> int:
@@ -108,16 +138,103 @@ class Batch:
     def last_day(self) -> date:
         return self.frame["ts"].iloc[-1].date()
 
+    def log_lines(self) -> list[tuple[int, str]]:
+        """What every orchestrator logs of this batch, as (level, line): the summary, then each
+        rejected example (line and reason, no value) and each note as a warning."""
+        warnings = [f"rejected {example}" for example in self.examples] + self.notes
+        return [(logging.INFO, self.summary()), *((logging.WARNING, w) for w in warnings)]
+
     def summary(self) -> str:
-        """One line: what came in and what was kept."""
+        """One line: what came in, what was kept, and why the rest was not."""
         line = (
             f"{self.source}: {len(self.frame)} observations kept of {self.received} received "
             f"({self.n_rejected} rejected, {self.duplicates} duplicates collapsed)"
         )
+        if self.changed:
+            line += (
+                f"; {self.changed} duplicate timestamps had a different price: the later line won"
+            )
         if self.rejected:
             reasons = ", ".join(f"{r}: {n}" for r, n in sorted(self.rejected.items()))
             line += f"; rejected by reason: {reasons}"
+        if self.outside:
+            line += f"; {self.outside} valid rows outside the window left aside"
         return line
+
+
+# (line, reason, raw text cut by :func:`cut`) of a row the reader itself could not split
+Skipped = tuple[int, str, str]
+
+NUMBER = "[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)"
+# NaN and infinity, signed or not, any case (a regular expression: DuckDB turns a long IN list
+# into a hash join, which does not keep the rows' order)
+NON_FINITE = "(?i)[+-]?(nan|inf|infinity)"
+# The judgement of every raw row, in input order (the temp table keeps it: rowid is the
+# position). Raw text is kept for the rejected rows only. A value DuckDB's cast reads and writes
+# back unchanged ("plain": 1696118400, 42000.5) obeys the rules as it is; only the others are
+# trimmed and matched against the grammar (regular expressions cost ~3x the rest, measured).
+STAGE = f"""
+CREATE OR REPLACE TEMP TABLE staged AS
+WITH raw AS (
+    SELECT epoch AS e_raw, price AS p_raw,
+           CAST(epoch AS VARCHAR) AS e0, CAST(price AS VARCHAR) AS p0,
+           TRY_CAST(CAST(epoch AS VARCHAR) AS BIGINT) AS e_big,
+           TRY_CAST(CAST(price AS VARCHAR) AS DOUBLE) AS p_double
+    FROM ({{raw_sql}})
+), plain AS (
+    SELECT *,
+           coalesce(CAST(e_big AS VARCHAR) = e0, false) AS e_plain,
+           coalesce(isfinite(p_double) AND CAST(p_double AS VARCHAR) = p0, false) AS p_plain
+    FROM raw
+), trimmed AS (
+    SELECT *,
+           CASE WHEN e_plain THEN e0 ELSE trim(e0, ' ') END AS e,
+           CASE WHEN p_plain THEN p0 ELSE trim(p0, ' ') END AS p
+    FROM plain
+), parsed AS (
+    SELECT *,
+           CASE WHEN e_plain THEN true ELSE regexp_full_match(e, '{NUMBER}') END AS e_number,
+           CASE WHEN e_plain THEN true ELSE regexp_full_match(e, '[+-]?[0-9]*([.]0*)?') END
+               AS e_whole,
+           CASE WHEN p_plain THEN false ELSE regexp_full_match(p, '{NON_FINITE}') END
+               AS p_non_finite,
+           CASE WHEN p_plain THEN true
+                ELSE regexp_full_match(p, '{NUMBER}([eE][+-]?[0-9]+)?') END AS p_number
+    FROM trimmed
+), valued AS (
+    SELECT *,
+           CASE WHEN e_plain THEN e_big
+                WHEN e_number AND e_whole THEN TRY_CAST(e AS HUGEINT) END AS e_int,
+           CASE WHEN p_plain THEN p_double WHEN p_number THEN TRY_CAST(p AS DOUBLE) END AS price
+    FROM parsed
+), dated AS (
+    SELECT *,
+           CASE WHEN e_int >= 0 AND e_int < $max_epoch_units
+                THEN make_timestamp(CAST(e_int AS BIGINT) * $scale) END AS ts
+    FROM valued
+)
+SELECT ts, price,
+       CASE
+           WHEN e IS NULL OR e = '' THEN 'missing timestamp'
+           WHEN NOT e_number THEN 'non-numeric timestamp'
+           WHEN NOT e_whole THEN 'timestamp not a whole {{unit}}'
+           WHEN ts IS NULL THEN 'timestamp out of range'
+           WHEN p IS NULL OR p = '' THEN 'missing price'
+           WHEN p_non_finite THEN 'non-finite price'
+           WHEN NOT p_number THEN 'non-numeric price'
+           WHEN price <= 0 THEN 'non-positive price'
+           WHEN price > $max_price THEN 'implausible price'
+           WHEN ts > $now THEN 'timestamp in the future'
+           WHEN ts < $not_before THEN 'stale timestamp'
+       END AS reason,
+       CASE WHEN reason IS NOT NULL THEN CAST(e_raw AS VARCHAR) END AS epoch_raw,
+       CASE WHEN reason IS NOT NULL THEN CAST(p_raw AS VARCHAR) END AS price_raw
+FROM dated
+"""
+
+
+class Unaccounted(Exception):
+    """The reader delivered another number of rows than the input has lines: read it again."""
 
 
 def validate(
@@ -129,6 +246,8 @@ def validate(
     max_price: float,
     first_line: int = 1,
     skipped_rows: Callable[[duckdb.DuckDBPyConnection], list[Skipped]] | None = None,
+    line_numbers: Sequence[int] | None = None,
+    expected_rows: int | None = None,
     window: Window | None = None,
     now: datetime | None = None,
     not_before: datetime | None = None,
@@ -137,60 +256,55 @@ def validate(
 ) -> Batch:
     """Validate the raw rows of ``raw_sql`` (text columns ``epoch`` and ``price``, in order).
 
-    ``epoch_scale`` turns the epoch into microseconds (1_000_000 for seconds, 1_000 for ms);
-    Rows are reported to people by line, the first row being ``first_line``; ``skipped_rows``
-    tells, once the input was read, which lines the reader itself rejected (as ``(line, reason,
-    text)``). Rows outside ``window`` are ignored (not rejected). Raises ``empty_error`` when no
-    valid row remains.
+    ``epoch_scale`` turns the epoch into microseconds: 1_000_000 for seconds, 1_000 for ms.
+    Rows are reported by line: the ``i``-th row is on ``line_numbers[i]`` when given, else on
+    ``first_line + i`` stepping over the lines ``skipped_rows`` names (rows the reader itself
+    rejected, as ``(line, reason, text)``, known once the input was read). When
+    ``expected_rows`` is given and rows plus skipped lines differ from it, :class:`Unaccounted`
+    is raised. Rows outside ``window`` are left aside (counted, not rejected). Raises
+    ``empty_error`` when no valid row remains.
     """
     now = as_utc(now or utc_now())
-    params = {
-        "scale": epoch_scale,
-        "max_epoch_us": _MAX_EPOCH_S * 1_000_000,
-        "max_price": max_price,
-        "now": now.replace(tzinfo=None),
-        "not_before": as_utc(not_before).replace(tzinfo=None) if not_before else None,
-    }
-    # One pass over the input; the temp table keeps input order (DuckDB preserves insertion
-    # order), so rowid is the position in the file. Raw text is kept for rejected rows only.
     con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE staged AS
-        WITH parsed AS (
-            SELECT epoch, price AS price_raw,
-                   TRY_CAST(epoch AS DOUBLE) * $scale AS epoch_us,
-                   TRY_CAST(price AS DOUBLE) AS price
-            FROM ({raw_sql})
-        ), checked AS (
-            SELECT *,
-                   CASE WHEN epoch_us >= 0 AND epoch_us < $max_epoch_us
-                        THEN make_timestamp(CAST(round(epoch_us) AS BIGINT)) END AS ts
-            FROM parsed
-        ), judged AS (
-            SELECT *,
-                   CASE
-                       WHEN epoch IS NULL OR trim(epoch) = '' THEN 'missing timestamp'
-                       WHEN epoch_us IS NULL THEN 'non-numeric timestamp'
-                       WHEN ts IS NULL THEN 'timestamp out of range'
-                       WHEN price_raw IS NULL OR trim(price_raw) = '' THEN 'missing price'
-                       WHEN price IS NULL THEN 'non-numeric price'
-                       WHEN NOT isfinite(price) THEN 'non-finite price'
-                       WHEN price <= 0 THEN 'non-positive price'
-                       WHEN price > $max_price THEN 'implausible price'
-                       WHEN ts > $now THEN 'timestamp in the future'
-                       WHEN ts < $not_before THEN 'stale timestamp'
-                   END AS reason
-            FROM checked
-        )
-        SELECT ts, price, reason,
-               CASE WHEN reason IS NOT NULL THEN epoch END AS epoch_raw,
-               CASE WHEN reason IS NOT NULL THEN price_raw END AS price_raw
-        FROM judged
-        """,
-        params,
+        STAGE.format(raw_sql=raw_sql, unit=UNITS[epoch_scale]),
+        {
+            "scale": epoch_scale,
+            "max_epoch_units": _MAX_EPOCH_S * 1_000_000 // epoch_scale,
+            "max_price": max_price,
+            "now": now.replace(tzinfo=None),
+            "not_before": as_utc(not_before).replace(tzinfo=None) if not_before else None,
+        },
     )
-    malformed = skipped_rows(con) if skipped_rows else []
-    line_of = _line_finder(first_line, [line for line, _, _ in malformed])
+    try:
+        malformed = skipped_rows(con) if skipped_rows else []
+        return _judge(
+            con,
+            malformed,
+            line_numbers
+            if line_numbers is not None
+            else _LineFinder(first_line, [line for line, _, _ in malformed]),
+            expected_rows,
+            source=source,
+            window=window,
+            empty_error=empty_error,
+            what=what,
+        )
+    finally:
+        con.execute("DROP TABLE IF EXISTS staged")
+
+
+def _judge(
+    con: duckdb.DuckDBPyConnection,
+    malformed: list[Skipped],
+    lines: Sequence[int] | _LineFinder,
+    expected_rows: int | None,
+    *,
+    source: str,
+    window: Window | None,
+    empty_error: type[Exception],
+    what: str,
+) -> Batch:
+    """Count, sample and keep the staged rows (see :func:`validate`)."""
     in_window, wparams = "TRUE", {}
     if window is not None:
         in_window = "ts >= $start AND ts < $end"
@@ -198,58 +312,86 @@ def validate(
             "start": window.start.replace(tzinfo=None),
             "end": window.end.replace(tzinfo=None),
         }
-    (received,) = con.execute(
-        f"SELECT count(*) FROM staged WHERE reason IS NOT NULL OR ({in_window})", wparams
-    ).fetchone()  # type: ignore[misc]
+    # A row with a valid timestamp outside the window is left aside, whatever its price.
+    judged = f"reason IS NOT NULL AND (ts IS NULL OR {in_window})"
+    (rows, outside) = one_row(
+        con,
+        f"SELECT count(*), count(*) FILTER (ts IS NOT NULL AND NOT ({in_window})) FROM staged",
+        wparams,
+    )
+    if expected_rows is not None and rows + len(malformed) != expected_rows:
+        raise Unaccounted(f"{rows + len(malformed)} of {expected_rows} lines read")
     rejected: Counter[str] = Counter(reason for _, reason, _ in malformed)
-    found = [(line, f"{what} line {line}: {reason} ({text!r})") for line, reason, text in malformed]
+    found = [(line, reason, repr(text)) for line, reason, text in malformed]
     for reason, count, samples in con.execute(
-        f"""SELECT reason, count(*), list([rowid::VARCHAR, epoch_raw, price_raw] ORDER BY rowid)[1:{MAX_EXAMPLES}]
-            FROM staged WHERE reason IS NOT NULL GROUP BY reason"""
+        f"""SELECT reason, count(*),
+                   list([rowid::VARCHAR, epoch_raw, price_raw] ORDER BY rowid)[1:{MAX_EXAMPLES}]
+              FROM staged WHERE {judged} GROUP BY reason""",
+        wparams,
     ).fetchall():
         rejected[reason] += count
-        for rowid, epoch, price_raw in samples:
-            line = line_of(int(rowid))
-            found.append(
-                (line, f"{what} line {line}: {reason} (time={epoch!r}, price={price_raw!r})")
-            )
-    examples = [text for _, text in sorted(found)[:MAX_EXAMPLES]]
-    received += len(malformed)
+        for rowid, epoch, price in samples:
+            found.append((lines[int(rowid)], reason, f"time={cut(epoch)!r}, price={cut(price)!r}"))
+    found.sort()
     frame = con.execute(
         f"SELECT ts, price AS price_usd FROM staged WHERE reason IS NULL AND {in_window}", wparams
     ).df()
-    con.execute("DROP TABLE staged")
-    if not frame["ts"].is_monotonic_increasing:
-        frame = frame.sort_values("ts", kind="stable", ignore_index=True)
-    duplicated = frame["ts"].duplicated(keep="last")  # input order survives the stable sort
-    n_duplicates = int(duplicated.sum())
-    if n_duplicates:
-        frame = frame[~duplicated].reset_index(drop=True)
-    batch = Batch(source, frame, received, dict(rejected), examples, n_duplicates)
-    for example in examples:
-        log.warning("rejected %s", example)
+    frame, duplicates, changed = _collapse(frame)
+    examples = [f"{what} line {line}: {reason}" for line, reason, _ in found[:MAX_EXAMPLES]]
+    for line, reason, raw in found[:MAX_EXAMPLES]:
+        worker_log.warning("%s line %d: %s (%s)", what, line, reason, raw)
+    received = rows - outside + len(malformed)
+    batch = Batch(
+        source, frame, received, dict(rejected), examples, duplicates, [], changed, outside
+    )
     if frame.empty:
         where = f" in {window}" if window else ""
-        detail = f"; {batch.summary()}" if received else ""
+        detail = f"; {batch.summary()}" if received or outside else ""
         raise empty_error(f"{source}: no valid observation{where} in the {what}{detail}")
     log.info("%s", batch.summary())
     return batch
 
 
-Skipped = tuple[int, str, str]  # (line, reason, text) of a row the reader could not split
+def _collapse(frame: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
+    """Sort by time and keep the later of rows with the same timestamp; return the frame, how
+    many rows collapsed, and how many of those had another price than the row that won."""
+    if not frame["ts"].is_monotonic_increasing:
+        frame = frame.sort_values("ts", kind="stable", ignore_index=True)
+    duplicated = frame["ts"].duplicated(keep="last")  # input order survives the stable sort
+    n_duplicates = int(duplicated.sum())
+    if not n_duplicates:
+        return frame, 0, 0
+    winner = frame.groupby("ts")["price_usd"].transform("last")
+    changed = int((duplicated & (frame["price_usd"] != winner)).sum())
+    return frame[~duplicated].reset_index(drop=True), n_duplicates, changed
 
 
-def _line_finder(first_line: int, skipped: list[int]) -> Callable[[int], int]:
-    """Map the position of a kept row to its line, stepping over the ``skipped`` lines."""
+@overload
+def cut(text: str, length: int | None = None) -> str: ...
+@overload
+def cut(text: None, length: int | None = None) -> None: ...
+def cut(text: str | None, length: int | None = None) -> str | None:
+    """Raw text cut to a readable length, saying how long it was (``length``, if the text is
+    already a part of it)."""
+    length = len(text or "") if length is None else length
+    if text is None or length <= EXAMPLE_CHARS:
+        return text
+    return f"{text[:EXAMPLE_CHARS]}... ({length:,} characters)"
 
-    def line_of(rowid: int) -> int:
-        line = rowid + first_line
-        for s in sorted(skipped):
+
+class _LineFinder:
+    """The line of the ``i``-th row the reader delivered, stepping over the lines it skipped."""
+
+    def __init__(self, first_line: int, skipped: list[int]):
+        self.first_line = first_line
+        self.skipped = sorted(skipped)
+
+    def __getitem__(self, rowid: int) -> int:
+        line = rowid + self.first_line
+        for s in self.skipped:
             if s <= line:
                 line += 1
         return line
-
-    return line_of
 
 
 def frame_to_sql(con: duckdb.DuckDBPyConnection, rows: list[tuple[object, object]]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from btc_core.sql import one_row
 from btc_core.store import PriceStore
 
 MAX_PER_DAY = 24
@@ -43,14 +44,15 @@ class RuleResult:
 def check(store: PriceStore, rule: str) -> RuleResult:
     """Evaluate one rule of :data:`RULES` against the store."""
     with store.connect() as con:
-        count, examples = con.execute(RULES[rule], {"n": MAX_EXAMPLES}).fetchone()  # type: ignore[misc]
+        count, examples = one_row(con, RULES[rule], {"n": MAX_EXAMPLES})
     return RuleResult(rule, int(count), list(examples or []))
 
 
 def max_per_day(store: PriceStore) -> int:
     """The largest number of observations in one UTC day (0 when empty)."""
     with store.connect() as con:
-        (n,) = con.execute(
-            "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM observations GROUP BY CAST(ts AS DATE))"
-        ).fetchone()  # type: ignore[misc]
+        (n,) = one_row(
+            con,
+            "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM observations GROUP BY CAST(ts AS DATE))",
+        )
     return int(n)

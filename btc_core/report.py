@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+from btc_core.chart import chart_window
 from btc_core.observations import Batch
+from btc_core.sql import one_row
 from btc_core.store import LoadResult, PriceStore
-from btc_core.transform import Latest, daily_rows
+from btc_core.transform import DayAvg, Latest, daily_rows
 
 
 def run_summary_markdown(
@@ -38,20 +43,37 @@ def run_summary_markdown(
     return "\n".join(lines) + "\n"
 
 
-def recent_days(store: PriceStore, n: int = 14) -> list[dict[str, object]]:
-    """The last ``n`` daily averages, newest first, in the export's shape."""
+@dataclass(frozen=True)
+class Snapshot:
+    """What people see after a run, read in one go: the newest two days (the message), the
+    recent days (a table, newest first, in the export's shape) and the chart's days."""
+
+    latest: Latest | None
+    recent: list[dict[str, object]]
+    chart: list[DayAvg]
+
+
+def snapshot(store: PriceStore, recent: int = 14) -> Snapshot:
+    """The :class:`Snapshot` of the store, from one read of ``daily_avg``."""
     with store.connect() as con:
         rows = daily_rows(con)
-    return [r.contract() for r in reversed(rows[-n:])]
+    latest = Latest(rows[-1], rows[-2] if len(rows) > 1 else None) if rows else None
+    table = [r.contract() for r in reversed(rows[-recent:])]
+    return Snapshot(latest, table, chart_window(rows))
 
 
-def store_stats(store: PriceStore) -> dict[str, object]:
+def recent_days(store: PriceStore, n: int = 14) -> list[dict[str, object]]:
+    """The last ``n`` daily averages, newest first, in the export's shape."""
+    return snapshot(store, n).recent
+
+
+def store_stats(store: PriceStore) -> dict[str, Any]:
     """Row counts and the day range of the store's two tables."""
     with store.connect() as con:
-        n_obs, first_ts, last_ts = con.execute(
-            "SELECT count(*), min(ts), max(ts) FROM observations"
-        ).fetchone()  # type: ignore[misc]
-        (n_days,) = con.execute("SELECT count(*) FROM daily_avg").fetchone()  # type: ignore[misc]
+        n_obs, first_ts, last_ts = one_row(
+            con, "SELECT count(*), min(ts), max(ts) FROM observations"
+        )
+        (n_days,) = one_row(con, "SELECT count(*) FROM daily_avg")
     return {
         "observations": n_obs,
         "daily_avg_rows": n_days,

@@ -1,77 +1,112 @@
 """Every setting of the pipeline, read from ``BTC_*`` environment variables in this one place.
 
-Orchestrators and the CLI build a :class:`Settings` with :meth:`Settings.from_env` and may
-override single fields with :func:`dataclasses.replace`; nothing else reads the environment.
+pydantic-settings reads and validates them. Orchestrators and the CLI build a :class:`Settings`
+with :meth:`Settings.from_env` and derive variants with :meth:`Settings.replace`; nothing else
+reads the environment. Secrets are :class:`~pydantic.SecretStr`: hidden in ``repr`` and in every
+error message, read with ``.get_secret_value()`` only where they are used.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 from btc_core.errors import ConfigError
 from btc_core.lake_config import LakeConfig  # pure parsing, no DuckDB extension
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPLAY_FILE = PROJECT_ROOT / "data" / "replay" / "btc_hourly_2023-10-01_2023-12-31.csv"
-SOURCES = ("replay", "coingecko", "coinbase")
-NOTIFY_CHANNELS = ("stdout", "webhook", "file", "none")
-# Where orchestrators find the secrets: the worker's environment (strict hybrid) or
-# Prefect Secret blocks held by the control plane.
-SECRETS_FROM = ("env", "prefect-blocks")
-# What orchestrators publish as artifacts: prices and charts ("full"), counts only ("summary").
-ARTIFACTS = ("full", "summary", "none")
-# Where the 90-day chart goes: embedded in an artifact on the control plane ("inline"), written to
-# worker-side storage with only a link published ("link"), or nowhere; "auto" follows ARTIFACTS.
-CHARTS = ("auto", "inline", "link", "none")
+SourceName = Literal["replay", "coingecko", "coinbase"]
+SOURCES: tuple[str, ...] = get_args(SourceName)
+NotifyChannel = Literal["stdout", "webhook", "file", "none"]
+NOTIFY_CHANNELS: tuple[str, ...] = get_args(NotifyChannel)
+SHARED_CSV_NAME = "btc_hourly_2019-11-20_2023-12-31.csv"
+UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
+Positive = Annotated[float, Field(gt=0)]
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Runtime configuration. Secrets (API key, webhook URL) are excluded from ``repr``."""
+def _aws(name: str, *more: str) -> Any:
+    """A field read from ``BTC_<NAME>`` or the standard AWS variable(s) (BTC_ wins)."""
+    return AliasChoices(f"BTC_{name}", name, *more)
 
-    source: str = "replay"
-    failover_source: str = "coinbase"
-    replay_file: Path = DEFAULT_REPLAY_FILE
-    db_path: Path = PROJECT_ROOT / "var" / "btc.duckdb"
-    lock_timeout_s: float = 60.0
+
+class Settings(BaseSettings):
+    """Runtime configuration, frozen. Secret values never show in ``repr``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BTC_",
+        env_ignore_empty=True,
+        frozen=True,
+        extra="forbid",
+        validate_by_name=True,
+        validate_by_alias=True,
+        allow_inf_nan=False,  # BTC_LOCK_TIMEOUT_S=nan or inf is a typo, not a setting
+    )
+
+    source: SourceName = "replay"
+    failover_source: SourceName | Literal["none"] = "coinbase"
+    replay_file: UserPath = DEFAULT_REPLAY_FILE
+    db_path: UserPath = PROJECT_ROOT / "var" / "btc.duckdb"
+    lock_timeout_s: Positive = 60.0
     # The shared store (docs/ducklake.md): empty keeps the local DuckDB file at db_path;
     # ``ducklake:postgres:<libpq key=value ...>`` is DuckLake with its catalog in PostgreSQL and
     # its Parquet files under lake_data_path (s3://bucket/prefix/ or a folder all hosts mount).
-    store_url: str = ""
+    # A libpq string may carry password=..., so it is a secret.
+    store_url: SecretStr = SecretStr("")
     lake_data_path: str = ""
     # Inserts of at most this many rows stay in the catalog until compaction flushes them
     # (0 = every insert writes a Parquet file).
-    lake_inline_rows: int = 100
+    lake_inline_rows: Annotated[int, Field(ge=0)] = 100
     # S3 for lake_data_path: the standard AWS_* variables (or BTC_AWS_*), an optional endpoint
     # (MinIO, moto, ...: http://host:port).
     s3_endpoint_url: str = ""
-    aws_region: str = "us-east-1"
-    aws_access_key_id: str = ""
-    aws_secret_access_key: str = ""
+    aws_region: str = Field("us-east-1", validation_alias=_aws("AWS_REGION", "AWS_DEFAULT_REGION"))
+    aws_access_key_id: str = Field("", validation_alias=_aws("AWS_ACCESS_KEY_ID"))
+    aws_secret_access_key: SecretStr = Field(
+        SecretStr(""), validation_alias=_aws("AWS_SECRET_ACCESS_KEY")
+    )
     coingecko_url: str = "https://api.coingecko.com/api/v3"
-    coingecko_api_key: str = ""
-    coingecko_key_kind: str = "demo"
+    coingecko_api_key: SecretStr = SecretStr("")
+    coingecko_key_kind: Literal["demo", "pro"] = "demo"
     coinbase_url: str = "https://api.exchange.coinbase.com"
-    connect_timeout_s: float = 3.05
-    read_timeout_s: float = 10.0
-    http_retries: int = 3
-    retry_base_s: float = 2.0
-    retry_max_wait_s: float = 30.0
-    task_timeout_s: float = 300.0
-    extract_cache_s: float = 300.0
-    lookback_hours: int = 24
-    max_staleness_s: float = 3600.0
-    max_price_usd: float = 10_000_000.0
-    notify: str = "stdout"
-    webhook_url: str = ""
-    notify_file: Path = PROJECT_ROOT / "var" / "notifications.jsonl"
-    alerts_webhook_url: str = ""
-    secrets_from: str = "env"
-    artifacts: str = "full"
-    chart: str = "auto"
+    connect_timeout_s: Positive = 3.05
+    read_timeout_s: Positive = 10.0
+    # The retry policy of every path (btc_core/policy.py): retries of the first source for
+    # retryable failures, exponential backoff from retry_base_s, capped at retry_max_wait_s.
+    http_retries: Annotated[int, Field(ge=0)] = 3
+    retry_base_s: Annotated[float, Field(ge=0)] = 2.0
+    retry_max_wait_s: Annotated[float, Field(ge=0)] = 30.0
+    task_timeout_s: Positive = 300.0
+    extract_cache_s: Positive = 300.0
+    lookback_hours: Annotated[int, Field(gt=0)] = 24
+    max_staleness_s: Positive = 3600.0
+    max_price_usd: Positive = 10_000_000.0
+    notify: NotifyChannel = "stdout"
+    webhook_url: SecretStr = SecretStr("")
+    notify_file: UserPath = PROJECT_ROOT / "var" / "notifications.jsonl"
+    alerts_webhook_url: SecretStr = SecretStr("")
+    # Where orchestrators find the secrets: the worker's environment (strict hybrid) or
+    # Prefect Secret blocks held by the control plane.
+    secrets_from: Literal["env", "prefect-blocks"] = "env"
+    # What orchestrators publish as artifacts: prices and charts ("full"), counts only ("summary").
+    artifacts: Literal["full", "summary", "none"] = "full"
+    # Where the 90-day chart goes: embedded in an artifact on the control plane ("inline"), written
+    # to worker-side storage with only a link published ("link"), or nowhere; "auto" follows
+    # artifacts.
+    chart: Literal["auto", "inline", "link", "none"] = "auto"
     chart_dir: str = ""  # worker-side folder for BTC_CHART=link; empty: "charts" next to the DB
     # Base URL under which the worker-side chart_dir is published (your web server or bucket);
     # empty: the link artifact holds the file's path on the worker.
@@ -81,90 +116,38 @@ class Settings:
     # A local DuckDB file needs only the core's file lock.
     writer_limit: str = ""
     # Size of the Dask LocalCluster of flows/dask_backfill.py (worker processes, one thread each).
-    dask_workers: int = 2
-    # Prefect's own client variables, read here too so `btc doctor` can check the control plane
-    # over plain HTTP (btc_core never imports Prefect).
-    prefect_api_url: str = ""
-    prefect_api_auth_string: str = ""
-    # Test switch for crash drills: pause this long inside the load transaction, after the
-    # upsert and before the commit, so a test can kill -9 the process there.
-    pause_before_commit_s: float = 0.0
+    dask_workers: Annotated[int, Field(ge=1)] = 2
 
-    def __repr__(self) -> str:
-        shown = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in SECRET_FIELDS and value:
-                value = "***"
-            shown.append(f"{f.name}={value!r}")
-        return f"Settings({', '.join(shown)})"
-
-    __str__ = __repr__
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Read ``BTC_<FIELD>`` variables (upper case), then apply keyword ``overrides``."""
-        env = os.environ if env is None else env
-        values: dict[str, object] = {
-            "prefect_api_url": env.get("PREFECT_API_URL", ""),
-            "prefect_api_auth_string": env.get("PREFECT_API_AUTH_STRING", ""),
-        }
-        for name in AWS_FIELDS:  # the standard AWS variables; BTC_AWS_* (below) win
-            raw = env.get(name.upper()) or (
-                env.get("AWS_DEFAULT_REGION") if name == "aws_region" else None
-            )
-            if raw:
-                values[name] = raw
-        for f in fields(cls):
-            raw = env.get(f"BTC_{f.name.upper()}")
-            if raw is not None and raw != "":
-                values[f.name] = _coerce(f.name, f.type, raw)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = cls(**values)  # type: ignore[arg-type]
-        settings.check()
-        return settings
-
-    def check(self) -> None:
-        """Raise :class:`ConfigError` with one clear line for an impossible combination."""
-        if self.source not in SOURCES:
-            raise ConfigError(f"unknown source {self.source!r}; choose one of {', '.join(SOURCES)}")
-        if self.failover_source not in (*SOURCES, "none"):
-            raise ConfigError(
-                f"unknown failover source {self.failover_source!r}; "
-                f"choose one of {', '.join(SOURCES)} or none"
-            )
-        if self.notify not in NOTIFY_CHANNELS:
-            raise ConfigError(
-                f"unknown notify channel {self.notify!r}; choose one of {', '.join(NOTIFY_CHANNELS)}"
-            )
-        if self.secrets_from not in SECRETS_FROM:
-            raise ConfigError(f"BTC_SECRETS_FROM must be one of {', '.join(SECRETS_FROM)}")
-        if self.artifacts not in ARTIFACTS:
-            raise ConfigError(f"BTC_ARTIFACTS must be one of {', '.join(ARTIFACTS)}")
-        if self.chart not in CHARTS:
-            raise ConfigError(f"BTC_CHART must be one of {', '.join(CHARTS)}")
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
         if self.chart == "inline" and self.artifacts != "full":
-            raise ConfigError(
+            raise ValueError(
                 f"BTC_CHART=inline puts prices on the control plane, which BTC_ARTIFACTS="
                 f"{self.artifacts} keeps off it; use BTC_CHART=link or none"
             )
-        if self.coingecko_key_kind not in ("demo", "pro"):
-            raise ConfigError("BTC_COINGECKO_KEY_KIND must be 'demo' or 'pro'")
-        for name in (
-            "lock_timeout_s",
-            "connect_timeout_s",
-            "read_timeout_s",
-            "max_price_usd",
-            "task_timeout_s",
-        ):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"BTC_{name.upper()} must be > 0")
-        if self.dask_workers < 1:
-            raise ConfigError("BTC_DASK_WORKERS must be >= 1")
-        if self.http_retries < 0 or self.lookback_hours <= 0:
-            raise ConfigError("BTC_HTTP_RETRIES must be >= 0 and BTC_LOOKBACK_HOURS > 0")
-        if self.store_url:
+        if self.store_url.get_secret_value():
             LakeConfig.from_settings(self)
+        return self
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read the ``BTC_*`` variables of ``env`` (default: the process environment), then
+        apply the keyword ``overrides`` that are not None. :class:`ConfigError`, one line, when
+        a value is wrong."""
+        values = _EnvFrom(cls, os.environ if env is None else env)()
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls._validated(values)
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with ``changes`` applied and checked like the environment's values."""
+        return self._validated({**dict(self), **changes})
+
+    @classmethod
+    def _validated(cls, values: dict[str, Any]) -> Settings:
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(_one_line(exc)) from None
 
     def chart_mode(self) -> str:
         """The chart's place: ``inline`` (artifact), ``link`` (worker-side file) or ``none``."""
@@ -182,36 +165,55 @@ class Settings:
 
     def require_secrets(self) -> None:
         """Fail clearly when a channel needs a secret that is not set (after secrets resolve)."""
-        if self.notify == "webhook" and not self.webhook_url:
+        if self.notify == "webhook" and not self.webhook_url.get_secret_value():
             raise ConfigError("notify=webhook needs BTC_WEBHOOK_URL (a secret) to be set")
 
     def secrets(self) -> list[str]:
         """The secret values in force, for redaction."""
-        return [getattr(self, name) for name in sorted(SECRET_FIELDS) if getattr(self, name)]
+        values = (getattr(self, name).get_secret_value() for name in sorted(SECRET_FIELDS))
+        return [value for value in values if value]
 
 
 SECRET_FIELDS = frozenset(
-    {
-        "coingecko_api_key",
-        "webhook_url",
-        "alerts_webhook_url",
-        "prefect_api_auth_string",
-        "aws_secret_access_key",
-        "store_url",  # a libpq string may carry password=...
-    }
+    name for name, info in Settings.model_fields.items() if info.annotation is SecretStr
 )
-AWS_FIELDS = ("aws_region", "aws_access_key_id", "aws_secret_access_key")
 
 
-def _coerce(name: str, type_name: object, raw: str) -> object:
-    kind = str(type_name)
-    try:
-        if kind == "float":
-            return float(raw)
-        if kind == "int":
-            return int(raw)
-        if kind == "Path":
-            return Path(raw).expanduser()
-    except ValueError:
-        raise ConfigError(f"BTC_{name.upper()}={raw!r} is not a valid {kind}") from None
-    return raw
+def shared_csv_path() -> Path | None:
+    """The full recorded data set (36,061 hourly candles, for tests and benchmarks):
+    ``$BTC_SHARED_DATA`` (the file or its folder), else ``../shared/data`` beside the project."""
+    given = os.environ.get("BTC_SHARED_DATA")
+    for folder in (Path(given) if given else None, PROJECT_ROOT.parent / "shared" / "data"):
+        if folder is None:
+            continue
+        path = folder / SHARED_CSV_NAME if folder.is_dir() else folder
+        if path.is_file():
+            return path
+    return None
+
+
+class _EnvFrom(EnvSettingsSource):
+    """pydantic-settings' own environment source, reading a given mapping (tests pass ``{}``
+    to ignore the developer's variables)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+def _one_line(exc: ValidationError) -> str:
+    """The first error as one line naming the variable: ``BTC_X='v': what is wrong``."""
+    error = exc.errors(include_url=False)[0]
+    message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:  # a check across fields
+        return message
+    name = str(error["loc"][0])
+    field = name.lower().removeprefix("btc_")
+    variable = name if name.isupper() else f"BTC_{name.upper()}"
+    shown = "***" if field in SECRET_FIELDS else repr(error.get("input"))
+    return f"{variable}={shown}: {message[:1].lower()}{message[1:]}"

@@ -8,20 +8,16 @@ validated :class:`~btc_core.observations.Batch` or raises a typed
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_random_exponential
 
-from btc_core import __version__
+from btc_core import __version__, replay_csv
 from btc_core.errors import (
     BadPayload,
     ClientError,
@@ -31,9 +27,16 @@ from btc_core.errors import (
     SourceError,
     SourceTimeout,
     SourceUnreachable,
-    is_retryable,
 )
-from btc_core.observations import Batch, Window, frame_to_sql, utc_now, validate
+from btc_core.observations import (
+    Batch,
+    Unaccounted,
+    Window,
+    frame_to_sql,
+    utc_now,
+    validate,
+    worker_log,
+)
 from btc_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,9 +88,17 @@ class HttpJson:
             raise ClientError(f"{where}: HTTP {resp.status_code} (check the URL and API key)")
         try:
             return resp.json()
-        except (ValueError, requests.JSONDecodeError):
-            snippet = " ".join(resp.text[:60].split())
-            raise BadPayload(f"{where}: answer is not JSON (starts with {snippet!r})") from None
+        except (
+            ValueError,
+            RecursionError,
+            requests.JSONDecodeError,
+        ):  # deep nesting: RecursionError
+            # The shape only, never the text: it may hold prices (strict hybrid: no data values
+            # in messages that reach the control plane).
+            kind = resp.headers.get("Content-Type", "no content type").split(";")[0]
+            raise BadPayload(
+                f"{where}: answer is not JSON ({kind}, {len(resp.content)} bytes)"
+            ) from None
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -106,8 +117,8 @@ class CoinGecko:
 
     def __init__(self, settings: Settings):
         headers = {}
-        if settings.coingecko_api_key:
-            headers[f"x-cg-{settings.coingecko_key_kind}-api-key"] = settings.coingecko_api_key
+        if key := settings.coingecko_api_key.get_secret_value():
+            headers[f"x-cg-{settings.coingecko_key_kind}-api-key"] = key
         self.http = HttpJson(self.name, settings.coingecko_url, settings, headers)
         self.settings = settings
 
@@ -118,10 +129,11 @@ class CoinGecko:
                 {"ids": "bitcoin", "vs_currencies": "usd", "include_last_updated_at": "true"},
             )
             coin = _key(data, "bitcoin", "simple/price")
-            rows = [
-                (_key(coin, "last_updated_at", "simple/price"), _key(coin, "usd", "simple/price"))
-            ]
-            return _validate_rows(self, rows, epoch_scale=1_000_000, latest=True)
+            latest = (
+                _key(coin, "last_updated_at", "simple/price"),
+                _key(coin, "usd", "simple/price"),
+            )
+            return _validate_rows(self, [latest], epoch_scale=1_000_000, latest=True)
         rows: list[tuple[Any, Any]] = []
         for part in window.chunks(self.chunk):
             data = self.http.get(
@@ -171,9 +183,9 @@ class Coinbase:
 class Replay:
     """Recorded hourly candles from a CSV shaped like ``shared/data`` (price = ``close``).
 
-    The header is read first and the dialect given explicitly (no sniffing, all text), so DuckDB
-    reads in one parallel pass; rows with too many or too few fields are skipped by DuckDB and
-    reported with their line numbers.
+    Read by :mod:`btc_core.replay_csv`: DuckDB in one parallel pass, checked against a count of
+    the file's lines, and read again line by line if DuckDB lost or refused any; rows it cannot
+    split are reported with their line numbers.
     """
 
     name = "replay"
@@ -183,63 +195,58 @@ class Replay:
         self.settings = settings
 
     def fetch(self, window: Window | None = None) -> Batch:
-        columns = self._header()
+        layout = replay_csv.read_layout(self.path)
         con = duckdb.connect()
         try:
-            spec = ", ".join(f"'{c}': 'VARCHAR'" for c in (c.replace("'", "''") for c in columns))
-            path_sql = str(self.path).replace("'", "''")
-            con.execute(
-                f"""CREATE TEMP VIEW raw AS SELECT "time" AS epoch, "close" AS price
-                    FROM read_csv('{path_sql}', auto_detect = false, header = true, delim = ',',
-                                  quote = '"', escape = '"', columns = {{{spec}}},
-                                  strict_mode = true, ignore_errors = true, store_rejects = true)"""
-            )
-            return validate(
-                con,
-                "SELECT * FROM raw",
-                source=self.name,
-                epoch_scale=1_000_000,
-                max_price=self.settings.max_price_usd,
-                first_line=2,  # line 1 is the header
-                skipped_rows=_malformed,
-                window=window,
-                empty_error=InputError,
-                what=f"file {self.path.name}",
+            if layout.new_line == "\r":
+                log.info("%s: lines end in a lone carriage return; reading line by line", self.path)
+            else:
+                try:
+                    return self._validate(
+                        con,
+                        window,
+                        replay_csv.duckdb_rows(layout),
+                        skipped_rows=replay_csv.duckdb_skipped,
+                        expected_rows=replay_csv.count_records(self.path),
+                    )
+                except (Unaccounted, duckdb.Error) as exc:
+                    log.info(
+                        "%s: DuckDB's reader fell short (%s); reading line by line",
+                        self.path,
+                        type(exc).__name__,
+                    )
+            slow = replay_csv.python_rows(con, layout)
+            return self._validate(
+                con, window, slow.sql, skipped_rows=lambda _: slow.skipped, line_numbers=slow.lines
             )
         except duckdb.Error as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise InputError(f"cannot read replay file {self.path}: {first}") from None
+            worker_log.error("%s: %s", self.path, str(exc).strip())
+            raise InputError(
+                f"cannot read replay file {self.path}: {type(exc).__name__} (details in the "
+                "worker's log)"
+            ) from None
+        except OSError as exc:
+            raise InputError(
+                f"cannot read replay file {self.path}: {exc.strerror or exc}"
+            ) from None
         finally:
             con.close()
 
-    def _header(self) -> list[str]:
-        try:
-            with self.path.open(newline="", encoding="utf-8-sig") as fh:
-                header = next(csv.reader(fh), [])
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise InputError(f"cannot read replay file {self.path}: {reason}") from None
-        missing = {"time", "close"} - set(header)
-        if missing:
-            raise InputError(
-                f"replay file {self.path} has no column {', '.join(sorted(missing))} in its "
-                "header (expected the shared/data format: time,date,hour,open,high,close,...)"
-            )
-        return header
-
-
-def _malformed(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, str]]:
-    """Rows DuckDB's reader skipped, as (line, reason, text); valid once the scan has run."""
-    return [
-        (int(line), REJECT_REASONS.get(kind, kind.lower()), text)
-        for line, kind, text in con.execute(
-            """SELECT line, any_value(error_type), any_value(csv_line)
-               FROM reject_errors GROUP BY line ORDER BY line"""
-        ).fetchall()
-    ]
-
-
-REJECT_REASONS = {"TOO MANY COLUMNS": "too many fields", "MISSING COLUMNS": "too few fields"}
+    def _validate(
+        self, con: duckdb.DuckDBPyConnection, window: Window | None, raw_sql: str, **reader: Any
+    ) -> Batch:
+        return validate(
+            con,
+            raw_sql,
+            source=self.name,
+            epoch_scale=1_000_000,
+            max_price=self.settings.max_price_usd,
+            first_line=2,  # line 1 is the header
+            window=window,
+            empty_error=InputError,
+            what=f"file {self.path.name}",
+            **reader,
+        )
 
 
 def _validate_rows(
@@ -269,7 +276,8 @@ def _validate_rows(
 
 def _key(data: Any, key: str, where: str) -> Any:
     if not isinstance(data, dict) or key not in data:
-        got = sorted(data)[:5] if isinstance(data, dict) else type(data).__name__
+        # The shape only: a hostile answer's keys could carry anything (strict hybrid).
+        got = f"an object of {len(data)} keys" if isinstance(data, dict) else type(data).__name__
         raise BadPayload(f"{where}: missing key {key!r} in the answer (got {got}); API changed?")
     return data[key]
 
@@ -298,64 +306,3 @@ def build_source(name: str, settings: Settings, replay_file: Path | None = None)
     if name == "replay":
         return Replay(settings, replay_file)
     raise SourceError(f"unknown source {name!r}")
-
-
-def wait_for(settings: Settings) -> Callable[[RetryCallState], float]:
-    """Backoff: the server's Retry-After when given, else exponential with full jitter."""
-    jitter = wait_random_exponential(multiplier=0.5, max=settings.retry_max_wait_s)
-
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            return min(exc.retry_after, settings.retry_max_wait_s)
-        return jitter(state)
-
-    return wait
-
-
-def fetch_with_retries(source: PriceSource, window: Window | None, settings: Settings) -> Batch:
-    """``source.fetch`` retried on retryable failures only (the plain runner's retry policy)."""
-    retrying = Retrying(
-        retry=retry_if_exception(is_retryable),
-        stop=stop_after_attempt(settings.http_retries + 1),
-        wait=wait_for(settings),
-        reraise=True,
-        before_sleep=lambda s: log.warning(
-            "%s failed (%s); retry %d of %d",
-            source.name,
-            s.outcome.exception() if s.outcome else "?",
-            s.attempt_number,
-            settings.http_retries,
-        ),
-    )
-    return retrying(source.fetch, window)
-
-
-def source_chain(settings: Settings, replay_file: Path | None = None) -> Sequence[PriceSource]:
-    """The configured source, then the failover source (live sources only)."""
-    chain = [build_source(settings.source, settings, replay_file)]
-    if settings.source != "replay" and settings.failover_source not in ("none", settings.source):
-        chain.append(build_source(settings.failover_source, settings))
-    return chain
-
-
-def fetch_with_failover(
-    settings: Settings, window: Window | None = None, replay_file: Path | None = None
-) -> Batch:
-    """Try each source of :func:`source_chain` with retries; any source failure fails over."""
-    chain = source_chain(settings, replay_file)
-    failures: list[str] = []
-    for i, source in enumerate(chain):
-        try:
-            batch = fetch_with_retries(source, window, settings)
-        except SourceError as exc:
-            if i == len(chain) - 1:
-                if failures:
-                    raise type(exc)(f"{exc} (after failover from: {'; '.join(failures)})") from None
-                raise
-            failures.append(str(exc))
-            log.warning("%s gave up (%s); failing over to %s", source.name, exc, chain[i + 1].name)
-            continue
-        batch.notes += [f"failover from {f}" for f in failures]
-        return batch
-    raise AssertionError("unreachable: the source chain is never empty")

@@ -1,8 +1,13 @@
-"""The store: schema, one-writer guard, and an idempotent upsert in one transaction.
+"""The store: schema, one-writer guard, and an idempotent load in one transaction.
 
-:class:`PriceStore` is the interface every step calls (``connect()`` and ``load()``, the same SQL
-on every backend); :class:`Store` is the local DuckDB file (the default), and
+:class:`PriceStore` is the interface every step calls (``connect()``, ``read()`` and ``load()``,
+the same SQL on every backend); :class:`Store` is the local DuckDB file (the default), and
 :class:`btc_core.lake.LakeStore` a DuckLake shared by several hosts (``BTC_STORE_URL``).
+
+A load upserts the batch and refreshes ``daily_avg`` for the days it touched in the same
+transaction: a crash at any point leaves the old state or the new one, never observations with
+stale averages. Reads (``read()``) never create a database, a folder or a table, and work on a
+good database in a read-only folder.
 
 DuckDB lets one process write a database file. Every access goes through :meth:`Store.connect`,
 which takes an advisory lock file next to the database first, so a second writer (another
@@ -16,11 +21,13 @@ the writer lock, and checked by the tests.
 
 from __future__ import annotations
 
+import errno
 import os
+import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -29,8 +36,10 @@ from typing import ClassVar
 import duckdb
 from filelock import FileLock, Timeout
 
-from btc_core.errors import InputError, StoreBusy
+from btc_core.daily import refresh_days
+from btc_core.errors import BtcError, ConfigError, InputError, StoreBusy
 from btc_core.observations import Batch, utc_now
+from btc_core.sql import one_row
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS observations (
@@ -44,6 +53,24 @@ CREATE TABLE IF NOT EXISTS daily_avg (
     avg_price_usd DOUBLE  NOT NULL,
     n_obs         INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS loads (  -- one row per load, written in its transaction (no values)
+    loaded_at   TIMESTAMP NOT NULL,  -- UTC
+    source      VARCHAR   NOT NULL,  -- the source that served the batch
+    received    INTEGER   NOT NULL,  -- rows in: kept + rejected + duplicates collapsed
+    kept        INTEGER   NOT NULL,
+    rejected    INTEGER   NOT NULL,
+    duplicates  INTEGER   NOT NULL,
+    inserted    INTEGER   NOT NULL,
+    updated     INTEGER   NOT NULL,
+    first_day   DATE      NOT NULL,
+    last_day    DATE      NOT NULL,
+    notes       VARCHAR   NOT NULL   -- the failover taken, if any ("; " between notes)
+);
+"""
+
+RECORD_LOAD = """
+INSERT INTO loads VALUES ($now, $source, $received, $kept, $rejected, $duplicates, $inserted,
+                          $updated, $first_day, $last_day, $notes)
 """
 
 MERGE = """
@@ -79,20 +106,44 @@ class LoadResult:
     unchanged: int
     first_day: date
     last_day: date
+    days: int = 0  # daily_avg rows refreshed in the same transaction
+    received: int = 0  # the batch's accounting (value-free): rows received, rejected, collapsed
+    rejected: int = 0
+    duplicates: int = 0
+
+    def record(self, now: datetime, notes: list[str]) -> dict[str, object]:
+        """This load as the parameters of a ``loads`` row."""
+        kept = self.inserted + self.updated + self.unchanged
+        return {
+            "now": now,
+            "source": self.source,
+            "received": self.received,
+            "kept": kept,
+            "rejected": self.rejected,
+            "duplicates": self.duplicates,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "first_day": self.first_day,
+            "last_day": self.last_day,
+            "notes": "; ".join(notes),
+        }
 
     def summary(self) -> str:
         return (
             f"loaded {self.inserted} new, {self.updated} updated, {self.unchanged} unchanged "
-            f"observations from {self.source} ({self.first_day} .. {self.last_day})"
+            f"observations from {self.source} ({self.first_day} .. {self.last_day}; "
+            f"{self.rejected} rows rejected), daily_avg refreshed for {self.days} day(s)"
         )
 
 
 class PriceStore(ABC):
     """What the pipeline needs from a store: a connection whose current catalog holds
-    ``observations`` and ``daily_avg``, and the upsert. ``before_commit`` is a test switch that
-    runs inside the load transaction."""
+    ``observations`` and ``daily_avg``, a read-only one, and the load."""
 
-    before_commit: Callable[[], None] | None = None
+    # A seam for crash drills (tests/crash.py): called with the store inside every load
+    # transaction, after the upsert and before the refresh of daily_avg and the commit. Set on
+    # the class, by tests only.
+    before_commit: ClassVar[Callable[[PriceStore], None] | None] = None
     upsert: ClassVar[tuple[str, ...]] = (MERGE,)  # the upsert's statements, one transaction
     unique_ts: ClassVar[bool] = True  # the store keeps one row per ts (reads need not dedupe)
 
@@ -101,46 +152,75 @@ class PriceStore(ABC):
         """A connection with the schema in place (and, for a local file, the writer lock)."""
 
     @abstractmethod
+    def read(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A read-only connection to an existing store; :class:`InputError` if there is none."""
+
+    @abstractmethod
     def describe(self) -> str:
         """One line naming the store, without credentials."""
 
+    def error_for(self, exc: duckdb.Error) -> BtcError:
+        """A failed write as one clear line (a full disk, an invalidated file)."""
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return InputError(f"cannot write {self.describe()}: {first}")
+
     def load(self, batch: Batch, now: datetime | None = None) -> LoadResult:
-        """Upsert ``batch`` in one transaction: new timestamps are inserted, changed prices
-        replaced (the later observation wins), identical rows left alone."""
+        """Upsert ``batch`` and refresh ``daily_avg`` for its days, in one transaction: new
+        timestamps are inserted, changed prices replaced (the later observation wins),
+        identical rows left alone."""
         ingested_at = (now or utc_now()).replace(tzinfo=None)
         with self.connect() as con:
-            con.begin()
+            con.register("batch_frame", batch.frame)
             try:
-                con.register("batch_frame", batch.frame)
-                (before,) = con.execute("SELECT count(*) FROM observations").fetchone()  # type: ignore[misc]
-                (updated,) = (
-                    con.execute(
-                        """SELECT count(*) FROM observations o JOIN batch_frame b ON o.ts = b.ts
-                       WHERE o.price_usd <> b.price_usd"""
-                    ).fetchone()
-                    if before
-                    else (0,)
-                )  # type: ignore[misc]
-                for statement in self.upsert:
-                    con.execute(statement, {"source": batch.source, "now": ingested_at})
-                (after,) = con.execute("SELECT count(*) FROM observations").fetchone()  # type: ignore[misc]
-                if self.before_commit:
-                    self.before_commit()
-                commit(con, self)
-            except BaseException:
-                con.rollback()
-                raise
+                with transaction(con, self):
+                    (before,) = one_row(con, "SELECT count(*) FROM observations")
+                    (updated,) = (
+                        one_row(
+                            con,
+                            """SELECT count(*) FROM observations o JOIN batch_frame b ON o.ts = b.ts
+                                WHERE o.price_usd <> b.price_usd""",
+                        )
+                        if before
+                        else (0,)
+                    )
+                    for statement in self.upsert:
+                        con.execute(statement, {"source": batch.source, "now": ingested_at})
+                    (after,) = one_row(con, "SELECT count(*) FROM observations")
+                    if PriceStore.before_commit:
+                        PriceStore.before_commit(self)
+                    days = refresh_days(con, self.unique_ts, batch.first_day, batch.last_day)
+                    result = LoadResult(
+                        batch.source,
+                        after - before,
+                        updated,
+                        len(batch.frame) - (after - before) - updated,
+                        batch.first_day,
+                        batch.last_day,
+                        days,
+                        batch.received,
+                        batch.n_rejected,
+                        batch.duplicates,
+                    )
+                    con.execute(RECORD_LOAD, result.record(ingested_at, batch.notes))
             finally:
                 con.unregister("batch_frame")
-        inserted = after - before
-        return LoadResult(
-            batch.source,
-            inserted,
-            updated,
-            len(batch.frame) - inserted - updated,
-            batch.first_day,
-            batch.last_day,
-        )
+        return result
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection, store: PriceStore) -> Iterator[None]:
+    """Run the block in one transaction: commit at its end (see :func:`commit`), roll back on
+    any failure; a DuckDB error becomes the store's one-line error."""
+    con.begin()
+    try:
+        yield
+        commit(con, store)
+    except duckdb.Error as exc:
+        con.rollback()
+        raise store.error_for(exc) from None
+    except BaseException:
+        con.rollback()
+        raise
 
 
 def commit(con: duckdb.DuckDBPyConnection, store: PriceStore) -> None:
@@ -160,22 +240,20 @@ def commit(con: duckdb.DuckDBPyConnection, store: PriceStore) -> None:
 class Store(PriceStore):
     """A local DuckDB file guarded for one writer at a time."""
 
-    def __init__(
-        self,
-        path: Path | str,
-        lock_timeout_s: float = 60.0,
-        before_commit: Callable[[], None] | None = None,
-    ):
+    def __init__(self, path: Path | str, lock_timeout_s: float = 60.0):
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
-        self.before_commit = before_commit  # a test switch: runs inside the load transaction
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection holding the writer lock, with the schema in place."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._not_a_folder()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unusable(exc) from None
         deadline = time.monotonic() + self.lock_timeout_s
-        with held(Path(f"{self.path}.lock"), self.lock_timeout_s, self._busy):
+        with held(self.lock_path, self.lock_timeout_s, self._busy, self._unusable):
             con = self._open(deadline)
             try:
                 con.execute(SCHEMA)
@@ -183,12 +261,57 @@ class Store(PriceStore):
             finally:
                 con.close()
 
-    def _open(self, deadline: float) -> duckdb.DuckDBPyConnection:
+    @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection to the existing file, after the writer queued before us. In a
+        folder where the lock file cannot be made nobody can write either, so none is taken."""
+        self._not_a_folder()
+        if not self.path.is_file():
+            raise InputError(
+                f"no DuckDB file at {self.path}: run the pipeline first, or check --db / "
+                "BTC_DB_PATH"
+            )
+        deadline = time.monotonic() + self.lock_timeout_s
+        with ExitStack() as stack:
+            with suppress(OSError):
+                stack.enter_context(held(self.lock_path, self.lock_timeout_s, self._busy))
+            con = stack.enter_context(closing(self._open(deadline, read_only=True)))
+            tables = {
+                name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+            }
+            missing = {"observations", "daily_avg"} - tables
+            if missing:
+                raise InputError(
+                    f"{self.path} is not a btc database (no table {', '.join(sorted(missing))})"
+                )
+            yield con
+
+    def check_writable(self) -> None:
+        """:class:`ConfigError` if the file could not be created or written where it is meant to
+        be; nothing stays behind (an anonymous temporary file at most)."""
+        folder = self.path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            if not folder.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+            if self.path.exists():
+                self.path.open("r+b").close()
+        except OSError as exc:
+            raise self._unusable(exc) from None
+
+    @property
+    def lock_path(self) -> Path:
+        return Path(f"{self.path}.lock")
+
+    def _open(self, deadline: float, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         """Open the file; a process outside our lock (a DuckDB shell, say) is waited for too."""
         while True:
             try:
-                return duckdb.connect(str(self.path))
-            except duckdb.IOException as exc:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.Error as exc:
                 if "lock" not in str(exc).lower():
                     first = str(exc).strip().splitlines()[0]
                     raise InputError(f"cannot open DuckDB file {self.path}: {first}") from None
@@ -206,15 +329,37 @@ class Store(PriceStore):
             f"{self.lock_timeout_s:g} s; try again later or raise BTC_LOCK_TIMEOUT_S"
         )
 
+    def _not_a_folder(self) -> None:
+        if self.path.is_dir():
+            raise ConfigError(
+                f"{self.path} is a folder, not a DuckDB file: check --db / BTC_DB_PATH"
+            )
+
+    def _unusable(self, exc: OSError) -> ConfigError:
+        return ConfigError(
+            f"cannot write the DuckDB file {self.path} there: {exc.strerror or exc} "
+            "(choose another --db / BTC_DB_PATH)"
+        )
+
 
 @contextmanager
-def held(lock_path: Path, timeout_s: float, busy: Callable[[str], StoreBusy]) -> Iterator[None]:
-    """Hold the advisory lock file ``lock_path``; ``busy(...)`` is raised after ``timeout_s``."""
+def held(
+    lock_path: Path,
+    timeout_s: float,
+    busy: Callable[[str], StoreBusy],
+    unusable: Callable[[OSError], Exception] | None = None,
+) -> Iterator[None]:
+    """Hold the advisory lock file ``lock_path``; ``busy(...)`` is raised after ``timeout_s``,
+    ``unusable(error)`` (if given) when the lock file cannot be made there."""
     lock = FileLock(str(lock_path))
     try:
         lock.acquire(timeout=timeout_s)
     except Timeout:
         raise busy("another btc writer") from None
+    except OSError as exc:
+        if unusable is None:
+            raise
+        raise unusable(exc) from None
     try:
         yield
     finally:

@@ -1,13 +1,14 @@
-"""Daily averages in SQL and the byte-stable export JSON of the output contract.
+"""Daily averages: explicit recomputes, reads, and the byte-stable export JSON of the contract.
 
-The average is taken over ``DECIMAL(18,8)`` prices: the sum is exact, so the result does not
-depend on how DuckDB splits the work between threads, and every orchestrator gets the same bytes.
-The export rounds that mean to cents, half to even.
+Every load already refreshes the days it touched in its own transaction (``PriceStore.load``,
+SQL in :mod:`btc_core.daily`); :func:`refresh_daily_avg` recomputes all days or a window on
+request. Reads never create a database. The export rounds the exact mean to cents, half to even.
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -15,41 +16,11 @@ from pathlib import Path
 
 import duckdb
 
-from btc_core.store import PriceStore, commit
+from btc_core.daily import refresh_days
+from btc_core.errors import ConfigError
+from btc_core.store import PriceStore, transaction
 
 CENT = Decimal("0.01")
-
-DELETE_DAYS = """
-DELETE FROM daily_avg
- WHERE ($first IS NULL OR day >= $first) AND ($last IS NULL OR day <= $last)
-"""
-
-IN_DAYS = """($first IS NULL OR ts >= CAST($first AS TIMESTAMP))
-           AND ($last IS NULL OR ts < CAST($last AS TIMESTAMP) + INTERVAL 1 DAY)"""
-
-# The observations the averages use. A local file keeps ts unique (the MERGE runs under its
-# writer lock), so all rows. A DuckLake cannot promise that (no keys: two hosts upserting the
-# same new ts at once both insert it), so one row per ts: the later ingested, then the higher
-# price. Only where needed: on 5M rows the deduplication took 0.3-3.6 s here, the mean 0.05-0.4 s.
-ROWS = {
-    True: f"SELECT ts, price_usd FROM observations WHERE {IN_DAYS}",
-    False: f"""SELECT ts, price_usd FROM observations WHERE {IN_DAYS}
-        QUALIFY row_number() OVER (PARTITION BY ts ORDER BY ingested_at DESC, price_usd DESC) = 1""",
-}
-
-
-def insert_days_sql(unique_ts: bool) -> str:
-    """Daily averages of the days ``$first``..``$last`` (all when NULL) into ``daily_avg``."""
-    return f"""
-INSERT INTO daily_avg
-SELECT CAST(ts AS DATE) AS day,
-       CAST(avg(CAST(price_usd AS DECIMAL(18, 8))) AS DOUBLE) AS avg_price_usd,
-       CAST(count(*) AS INTEGER) AS n_obs
-  FROM ({ROWS[unique_ts]})
- GROUP BY ALL
- ORDER BY day
-"""
-
 
 # One row per day even if two refreshes of a new day committed at once: the one that counted
 # more observations (the later, as observations only grow) wins.
@@ -103,20 +74,8 @@ def refresh_daily_avg(
 ) -> int:
     """Recompute ``daily_avg`` for the days ``first``..``last`` (all days when None), in one
     transaction. Returns the number of days written."""
-    with store.connect() as con:
-        con.begin()
-        try:
-            con.execute(DELETE_DAYS, {"first": first, "last": last})
-            con.execute(insert_days_sql(store.unique_ts), {"first": first, "last": last})
-            (n,) = con.execute(
-                """SELECT count(*) FROM daily_avg
-                    WHERE ($first IS NULL OR day >= $first) AND ($last IS NULL OR day <= $last)""",
-                {"first": first, "last": last},
-            ).fetchone()  # type: ignore[misc]
-            commit(con, store)
-        except BaseException:
-            con.rollback()
-            raise
+    with store.connect() as con, transaction(con, store):
+        n = refresh_days(con, store.unique_ts, first, last)
     return n
 
 
@@ -130,7 +89,7 @@ def daily_rows(
 
 def latest(store: PriceStore) -> Latest | None:
     """The last two days of ``daily_avg``, or None when it is empty."""
-    with store.connect() as con:
+    with store.read() as con:
         rows = con.execute(
             f"{DAILY_ROWS} ORDER BY day DESC LIMIT 2", {"first": None, "last": None}
         ).fetchall()
@@ -149,11 +108,22 @@ def export_json(rows: list[DayAvg]) -> str:
 
 def export(store: PriceStore, out: Path | None = None) -> str:
     """Export the whole ``daily_avg`` table; write it to ``out`` atomically when given."""
-    with store.connect() as con:
+    with store.read() as con:
         text = export_json(daily_rows(con))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out)
+        write_atomically(out, text.encode())
     return text
+
+
+def write_atomically(out: Path, data: bytes) -> None:
+    """Write ``data`` to ``out`` through a temporary file beside it (readers never see half a
+    file); :class:`ConfigError` with one line if the place cannot take it."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        tmp.replace(out)
+    except OSError as exc:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}") from None

@@ -6,6 +6,7 @@ upsert; Dagster tracks them apart because an asset has exactly one partitioning.
 """
 
 from datetime import timedelta
+from typing import Any
 
 from dagster import (
     AssetExecutionContext,
@@ -15,10 +16,13 @@ from dagster import (
     FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
+    RetryRequested,
     asset,
 )
 
+from btc_core.errors import BtcError
 from btc_core.observations import Batch, Window
+from btc_core.policy import RetryPolicy
 from btc_core.report import markdown_table, recent_days, store_stats
 from btc_core.store import LoadResult, PriceStore
 from btc_core.transform import refresh_daily_avg
@@ -51,7 +55,7 @@ DAILY_AVG_AUTOMATION = (
 ).with_label("eager, after blocking checks")
 
 
-def _load_metadata(batch: Batch, result: LoadResult) -> dict[str, object]:
+def _load_metadata(batch: Batch, result: LoadResult) -> dict[str, Any]:
     return {
         "source": result.source,
         "inserted": result.inserted,
@@ -64,13 +68,29 @@ def _load_metadata(batch: Batch, result: LoadResult) -> dict[str, object]:
     }
 
 
+def _fetch(context: AssetExecutionContext, source: PriceSource, window: Window | None) -> Batch:
+    """One try of the extract step. btc_core's retry policy in Dagster's terms: a retryable
+    failure while retries are left asks Dagster for a retry after the policy's backoff
+    (``RetryRequested``); anything else fails the step at once (a ``RetryPolicy`` would retry
+    every exception, a wrong API key included)."""
+    attempt = context.retry_number + 1
+    try:
+        return source.fetch(window, attempt)
+    except BtcError as exc:
+        policy = RetryPolicy.from_settings(source.settings())
+        if not policy.retries_left(attempt, exc):
+            raise
+        raise RetryRequested(policy.retries, policy.backoff(attempt)) from exc
+
+
 def _load(
     context: AssetExecutionContext, source: PriceSource, duckdb: DuckDBStore, window: Window | None
 ) -> MaterializeResult:
-    batch = source.fetch(window)
+    batch = _fetch(context, source, window)
     store = duckdb.store()
     result = store.load(batch)
-    context.log.info(batch.summary())
+    for level, line in batch.log_lines():
+        context.log.log(level, line)
     context.log.info(result.summary())
     stats = store_stats(store)
     return MaterializeResult(
@@ -83,11 +103,11 @@ def _load(
     )
 
 
-def _daily_metadata(store: PriceStore, written: int) -> dict[str, object]:
+def _daily_metadata(store: PriceStore, written: int) -> dict[str, Any]:
     """What the asset page shows for ``daily_avg``: sizes, the newest day, a preview."""
     stats = store_stats(store)
     preview = recent_days(store, 7)
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "days_written": written,
         "dagster/row_count": stats["daily_avg_rows"],
         "preview": MetadataValue.md(markdown_table(preview)),

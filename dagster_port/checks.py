@@ -6,6 +6,8 @@ Dagster 1.13 evaluates between runs and which supersedes ``build_last_update_fre
 A check runs only after a successful materialization, so it could never see a stopped pipeline.
 """
 
+from typing import Any
+
 from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
 
 from btc_core import quality
@@ -18,7 +20,7 @@ def _result(
     rule: str,
     key: str,
     severity: AssetCheckSeverity = AssetCheckSeverity.ERROR,
-    **metadata: object,
+    **metadata: Any,
 ) -> AssetCheckResult:
     found = quality.check(duckdb.store(), rule)
     return AssetCheckResult(

@@ -21,6 +21,17 @@ from dagster_port.resources import resources_for
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+def materialize_live() -> None:
+    """One materialization of the assets and checks with the resources of the ``BTC_*``
+    environment (the live parity: a failed step raises)."""
+    materialize(
+        [btc_price, daily_avg, *CHECKS],
+        resources=resources_for(Settings.from_env()),
+        instance=DagsterInstance.ephemeral(),
+        run_config=QUIET_RUN_CONFIG,
+    )
+
+
 def run(replay_file: Path, db_path: Path, out_json: Path) -> str:
     """Load ``replay_file`` into the new DuckDB file ``db_path``; write and return the export."""
     if db_path.exists():

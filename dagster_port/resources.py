@@ -1,9 +1,11 @@
 """Resources: the DuckDB store, the price source (live or replay behind one interface), the notifier.
 
 Every field is the :class:`~btc_core.settings.Settings` field of the same name, so the Dagster UI
-shows the configuration in force and btc_core's one settings reader parses and checks it.
-:func:`resources_for` maps ``Settings.from_env()`` onto these resources; secrets are never copied
-into config: they stay :class:`~dagster.EnvVar` references, resolved in the run process only.
+shows the configuration in force; :meth:`BtcResource.settings` hands the typed values to
+btc_core's one settings reader, which checks them (the fields left empty come from the ``BTC_*``
+environment, as everywhere). :func:`resources_for` maps ``Settings.from_env()`` onto these
+resources; secrets are never copied into config: they stay :class:`~dagster.EnvVar` references,
+resolved in the run process only.
 """
 
 from __future__ import annotations
@@ -15,41 +17,49 @@ from dagster import ConfigurableResource, EnvVar
 
 from btc_core.notify import notify
 from btc_core.observations import Batch, Window
-from btc_core.pipeline import extract, store_for
+from btc_core.pipeline import store_for
+from btc_core.policy import extract_try
 from btc_core.settings import SECRET_FIELDS, Settings
-from btc_core.store import Store
+from btc_core.store import PriceStore
 from btc_core.transform import Latest
+
+
+def default(name: str) -> Any:
+    """btc_core's default of the setting ``name``."""
+    return Settings.model_fields[name].default
 
 
 class BtcResource(ConfigurableResource):
     """A resource whose fields are btc_core settings."""
 
     def settings(self) -> Settings:
-        """These fields as btc_core :class:`Settings` (unset fields keep btc_core's defaults)."""
-        env = {f"BTC_{name.upper()}": str(getattr(self, name)) for name in type(self).model_fields}
-        return Settings.from_env(env=env)
+        """btc_core's :class:`Settings`: these fields over the ``BTC_*`` environment (an empty
+        field, such as a secret that is not set, leaves the environment's value)."""
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        return Settings.from_env(**{k: v for k, v in fields.items() if v != ""})
 
 
 class DuckDBStore(BtcResource):
     """The DuckDB file of the output contract, opened through btc_core's one-writer lock."""
 
-    db_path: str = str(Settings.db_path)
-    lock_timeout_s: float = Settings.lock_timeout_s
+    db_path: str = str(default("db_path"))
+    lock_timeout_s: float = default("lock_timeout_s")
 
-    def store(self) -> Store:
+    def store(self) -> PriceStore:
         """btc_core's store for this file: every access takes the writer lock."""
         return store_for(self.settings())
 
 
 class PriceSource(BtcResource):
-    """Where observations come from: ``fetch`` returns a validated batch (btc_core retries
-    transient failures and fails over between live sources)."""
+    """Where observations come from: ``fetch`` returns a validated batch (one try; the asset
+    retries transient failures, btc_core fails over between live sources)."""
 
-    max_price_usd: float = Settings.max_price_usd
+    max_price_usd: float = default("max_price_usd")
 
-    def fetch(self, window: Window | None = None) -> Batch:
-        """Observations inside ``window``, or the latest when ``window`` is None."""
-        return extract(self.settings(), window)
+    def fetch(self, window: Window | None = None, attempt: int = 1) -> Batch:
+        """Observations inside ``window`` (the latest when None): try number ``attempt`` of the
+        extract step, with btc_core's failover policy."""
+        return extract_try(self.settings(), window, attempt=attempt)
 
     def fingerprint(self) -> str | None:
         """A cheap token that changes when new data can be fetched, or None if unknowable."""
@@ -59,7 +69,7 @@ class PriceSource(BtcResource):
 class ReplaySource(PriceSource):
     """Recorded hourly candles from a CSV: offline, deterministic, the demo and test default."""
 
-    replay_file: str = str(Settings.replay_file)
+    replay_file: str = str(default("replay_file"))
 
     def fingerprint(self) -> str | None:
         """Path, modification time and size of the replay file (None while it is missing)."""
@@ -75,26 +85,27 @@ class LiveSource(PriceSource):
     """CoinGecko or Coinbase Exchange over HTTP, with the other one as failover."""
 
     source: str = "coingecko"
-    failover_source: str = Settings.failover_source
-    coingecko_url: str = Settings.coingecko_url
+    failover_source: str = default("failover_source")
+    coingecko_url: str = default("coingecko_url")
     coingecko_api_key: str = ""
-    coingecko_key_kind: str = Settings.coingecko_key_kind
-    coinbase_url: str = Settings.coinbase_url
-    connect_timeout_s: float = Settings.connect_timeout_s
-    read_timeout_s: float = Settings.read_timeout_s
-    http_retries: int = Settings.http_retries
-    retry_max_wait_s: float = Settings.retry_max_wait_s
-    max_staleness_s: float = Settings.max_staleness_s
+    coingecko_key_kind: str = default("coingecko_key_kind")
+    coinbase_url: str = default("coinbase_url")
+    connect_timeout_s: float = default("connect_timeout_s")
+    read_timeout_s: float = default("read_timeout_s")
+    http_retries: int = default("http_retries")
+    retry_base_s: float = default("retry_base_s")
+    retry_max_wait_s: float = default("retry_max_wait_s")
+    max_staleness_s: float = default("max_staleness_s")
 
 
 class Notifier(BtcResource):
     """Where the daily-average message goes: stdout, a Slack-compatible webhook, a file, none."""
 
-    notify: str = Settings.notify
+    notify: str = default("notify")
     webhook_url: str = ""
-    notify_file: str = str(Settings.notify_file)
-    connect_timeout_s: float = Settings.connect_timeout_s
-    read_timeout_s: float = Settings.read_timeout_s
+    notify_file: str = str(default("notify_file"))
+    connect_timeout_s: float = default("connect_timeout_s")
+    read_timeout_s: float = default("read_timeout_s")
 
     def send(self, latest: Latest | None) -> str:
         """Send the message; return where it went. Raises NotifyError on failure."""

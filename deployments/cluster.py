@@ -67,45 +67,36 @@ def ensure_cluster_pools(client: SyncPrefectClient, image: str | None = None) ->
 
 def sample_run(deployment_name: str, flow_name: str) -> tuple[FlowRun, DeploymentResponse, Flow]:
     """A flow run of a deployment, built in-process as the API would return it."""
-    flow = Flow(id=uuid.uuid4(), name=flow_name)
-    deployment = DeploymentResponse(id=uuid.uuid4(), name=deployment_name, flow_id=flow.id)
+    flow = Flow(id=uuid.uuid4(), name=flow_name, labels={})
+    deployment = DeploymentResponse(
+        id=uuid.uuid4(), name=deployment_name, flow_id=flow.id, labels={}
+    )
     run = FlowRun(
         id=uuid.uuid4(), name="offline-render", flow_id=flow.id, deployment_id=deployment.id
     )
     return run, deployment, flow
 
 
-async def render_kubernetes(
+JOB_CONFIGURATIONS = {"kubernetes": KubernetesWorkerJobConfiguration, "ecs": ECSJobConfiguration}
+
+
+async def prepare(
+    kind: str,
     template: dict[str, Any],
     flow_run: FlowRun,
     deployment: DeploymentResponse | None = None,
     flow: Flow | None = None,
     values: dict[str, Any] | None = None,
     client: PrefectClient | None = None,
-) -> KubernetesWorkerJobConfiguration:
-    """The Kubernetes worker's job configuration for ``flow_run``; ``.job_manifest`` is the Job."""
-    config = await KubernetesWorkerJobConfiguration.from_template_and_values(
+) -> Any:
+    """The ``kind`` worker's job configuration for ``flow_run``, from ``template`` and job
+    variables ``values``: for Kubernetes, ``.job_manifest`` is the Job; for ECS, pass it to
+    :func:`ecs_requests`."""
+    config = await JOB_CONFIGURATIONS[kind].from_template_and_values(
         copy.deepcopy(template), values or {}, client=client
     )
     config.prepare_for_flow_run(flow_run, deployment, flow)
     return config
-
-
-async def render_ecs(
-    template: dict[str, Any],
-    flow_run: FlowRun,
-    deployment: DeploymentResponse | None = None,
-    flow: Flow | None = None,
-    values: dict[str, Any] | None = None,
-    client: PrefectClient | None = None,
-    pool: str = ECS_POOL,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ECS worker's task definition and RunTask request for ``flow_run`` (no AWS call)."""
-    config = await ECSJobConfiguration.from_template_and_values(
-        copy.deepcopy(template), values or {}, client=client
-    )
-    config.prepare_for_flow_run(flow_run, deployment, flow)
-    return ecs_requests(config, flow_run, pool)
 
 
 def ecs_requests(
@@ -126,8 +117,7 @@ async def render_for_pool(
     """What a worker of ``pool`` would prepare for a real ``flow_run`` read from the server:
     the pool's stored template, the deployment's and the run's job variables, merged by the
     worker's own ``resolve_for_flow_run``."""
-    cls = KubernetesWorkerJobConfiguration if pool.type == "kubernetes" else ECSJobConfiguration
-    return await cls.resolve_for_flow_run(
+    return await JOB_CONFIGURATIONS[pool.type].resolve_for_flow_run(
         flow_run, client=client, work_pool=pool, worker_name="offline-render"
     )
 
@@ -136,9 +126,10 @@ async def render(kind: str, image: str | None) -> dict[str, Any]:
     """The rendered job of ``kind`` for a made-up run of btc-pipeline."""
     run, deployment, flow = sample_run(f"btc-hourly-{POOLS[kind].split('-')[1]}", "btc-pipeline")
     template = job_template(kind, image)
+    config = await prepare(kind, template, run, deployment, flow)
     if kind == "kubernetes":
-        return (await render_kubernetes(template, run, deployment, flow)).job_manifest
-    task_definition, request = await render_ecs(template, run, deployment, flow)
+        return config.job_manifest
+    task_definition, request = ecs_requests(config, run)
     return {"taskDefinition": task_definition, "runTask": request}
 
 

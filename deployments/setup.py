@@ -13,6 +13,7 @@ are updated in place.
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import timedelta
 from uuid import UUID
 
@@ -28,21 +29,22 @@ from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState, DoNothing, SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
+from prefect.workers.process import ProcessWorker
 from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
 from prefect_docker.worker import DockerWorker
 
 from btc_core.settings import Settings
 from deployments.cluster import ensure_cluster_pools
+from deployments.names import DOCKER_POOL, PROCESS_POOL
 from flows.btc import PLACEHOLDER, SECRET_BLOCKS, WRITER_LIMIT
 from infra.image import flow_image
 
-PROCESS_POOL = "btc-process"
-DOCKER_POOL = "btc-docker"
 # On each Docker worker's host: the DuckDB volume, and a folder whose worker.env holds the
 # secrets; the flow image's entry point exports it (infra/entrypoint.sh). Only paths reach the
-# control plane, never the values.
+# control plane, never the values. BTC_WORKER_SECRETS_DIR moves the folder (infra/compose.py,
+# deployments/hybrid.py: no root-owned /etc/btc made by Docker on a machine that has none).
 DATA_VOLUME = "btc-data"
-WORKER_SECRETS_DIR = "/etc/btc"
+WORKER_SECRETS_DIR = os.environ.get("BTC_WORKER_SECRETS_DIR", "/etc/btc")
 RESULTS_BLOCK = "btc-results"
 # Runs that stop sending heartbeats (a worker's machine died with its containers) are marked
 # Crashed after this long. Keep it above PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the workers
@@ -50,6 +52,22 @@ RESULTS_BLOCK = "btc-results"
 ZOMBIE_AFTER_S = 540
 ALERTS_BLOCK = "btc-alerts"
 FLOW_NAMES = ["btc-pipeline", "btc-backfill", "btc-compact"]
+
+
+# The process worker's flow-run command. Left unset, Prefect 3.9's process worker starts a
+# workspace supervisor (a Python process that imports Prefect, reads the deployment and runs its
+# pull steps) which then execs `python -m prefect.engine`: two interpreter start-ups per run,
+# about +1 s (docs/prefect-cost.md). Set, the worker starts the engine directly, and the engine
+# runs the pull steps itself. `python` is the first on the worker's PATH: the project's
+# environment for workers/start-process-worker.sh (uv run), deployments/stack.py and the image.
+ENGINE_COMMAND = "python -m prefect.engine"
+
+
+def process_job_template() -> dict:
+    """Prefect's process job template, the engine started directly (``ENGINE_COMMAND``)."""
+    template = ProcessWorker.get_default_base_job_template()
+    template["variables"]["properties"]["command"]["default"] = ENGINE_COMMAND
+    return template
 
 
 def docker_job_template(image: str) -> dict:
@@ -71,14 +89,21 @@ def docker_job_template(image: str) -> dict:
     return template
 
 
-def ensure_work_pools(client: SyncPrefectClient, image: str | None = None) -> list[str]:
-    """The process pool and the Docker pool (both overwritten if they exist)."""
+def ensure_work_pools(
+    client: SyncPrefectClient, image: str | None = None, docker: bool = True
+) -> list[str]:
+    """The process pool and (with ``docker``) the Docker pool, overwritten if they exist."""
     client.create_work_pool(
         WorkPoolCreate(
-            name=PROCESS_POOL, type="process", description="BTC pipeline: process worker"
+            name=PROCESS_POOL,
+            type="process",
+            description="BTC pipeline: process worker",
+            base_job_template=process_job_template(),
         ),
         overwrite=True,
     )
+    if not docker:
+        return [PROCESS_POOL]
     client.create_work_pool(
         WorkPoolCreate(
             name=DOCKER_POOL,
@@ -149,15 +174,16 @@ def ensure_writer_limit(client: SyncPrefectClient) -> str:
 
 def alerts_block(settings: Settings) -> UUID | None:
     """A Slack-compatible webhook block for alerts, when BTC_ALERTS_WEBHOOK_URL is set."""
-    if not settings.alerts_webhook_url:
+    url = settings.alerts_webhook_url.get_secret_value()
+    if not url:
         return None
     block = CustomWebhookNotificationBlock(
         name="btc-alerts",
-        url=settings.alerts_webhook_url,
+        url=url,
         method="POST",
         json_data={"text": "{{subject}}\n{{body}}"},
     )
-    return block.save(ALERTS_BLOCK, overwrite=True)
+    return block.save(ALERTS_BLOCK, overwrite=True)  # type: ignore[return-value]  # sync here
 
 
 def automations(
@@ -264,6 +290,11 @@ def main() -> int:
     parser.add_argument(
         "--flow-image", help="image of the Docker pool (default: infra/image.py's tag)"
     )
+    parser.add_argument(
+        "--no-docker-pool",
+        action="store_true",
+        help="leave the Docker pool out (make demo: nothing would poll it, its runs would go Late)",
+    )
     parser.add_argument("--s3-bucket", help="also create the S3Bucket block for task results")
     parser.add_argument(
         "--s3-endpoint-url", help="S3-compatible endpoint (MinIO, ...); AWS if unset"
@@ -286,7 +317,8 @@ def main() -> int:
     args = parser.parse_args()
     settings = Settings.from_env()
     with get_client(sync_client=True) as client:
-        print(f"work pools: {', '.join(ensure_work_pools(client, args.flow_image))}")
+        pools = ensure_work_pools(client, args.flow_image, docker=not args.no_docker_pool)
+        print(f"work pools: {', '.join(pools)}")
         if args.cluster_pools:
             print(f"cluster pools: {', '.join(ensure_cluster_pools(client, args.flow_image))}")
         if args.s3_bucket:

@@ -9,6 +9,10 @@
 State lives in ``var/stack`` (PIDs, URL, logs); PREFECT_HOME is ``var/prefect`` so nothing touches
 your own ~/.prefect. ``PREFECT_API_DATABASE_CONNECTION_URL`` switches the server to Postgres
 (``postgresql+asyncpg://user@127.0.0.1:5432/prefect``); SQLite is the embedded default.
+
+While the server runs, ``.env`` in the project folder holds its ``PREFECT_API_URL``: Prefect reads
+that file from the working directory, so ``uv run prefect ...`` and ``uv run btc doctor`` in any
+new shell started here talk to this server with nothing exported. ``down`` removes the line.
 """
 
 from __future__ import annotations
@@ -21,19 +25,22 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+import yaml
 
 from btc_core.settings import PROJECT_ROOT
+from deployments.names import DOCKER_POOL
+from deployments.runs import run_now
+from infra.ports import DEFAULT_PORT, pick_port
 
 STACK_DIR = PROJECT_ROOT / "var" / "stack"
 PREFECT_HOME = PROJECT_ROOT / "var" / "prefect"
-DEFAULT_PORT = 4200
+# How often the stack's worker asks for runs (Prefect's default is 10 s); docs/latency.md prices
+# each setting. BTC_WORKER_POLL_S overrides it.
+DEFAULT_POLL_S = 1.0
 BIN = Path(sys.executable).parent
 
 
@@ -50,6 +57,10 @@ class Stack:
     def api_url(self) -> str:
         return f"{self.url}/api"
 
+    def running(self) -> bool:
+        """The recorded server process is alive."""
+        return bool(self.server_pid) and _alive(self.server_pid)
+
     def save(self, folder: Path = STACK_DIR) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "stack.json").write_text(json.dumps(asdict(self), indent=2))
@@ -58,25 +69,6 @@ class Stack:
     def load(cls, folder: Path = STACK_DIR) -> Stack:
         path = folder / "stack.json"
         return cls(**json.loads(path.read_text())) if path.exists() else cls()
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def pick_port(preferred: int = DEFAULT_PORT, tries: int = 50) -> int:
-    """``preferred`` if free, else the next free port, saying so."""
-    for port in range(preferred, preferred + tries):
-        if port_is_free(port):
-            if port != preferred:
-                print(f"port {preferred} is busy (another Prefect server?); using {port} instead")
-            return port
-    raise SystemExit(f"no free port in {preferred}..{preferred + tries - 1}; stop what holds them")
 
 
 def prefect_env(home: Path | str, api_url: str | None = None, **extra: str) -> dict[str, str]:
@@ -107,23 +99,43 @@ def prefect_env(home: Path | str, api_url: str | None = None, **extra: str) -> d
     return env
 
 
-def wait_for_api(
-    api_url: str, timeout_s: float = 120.0, proc: subprocess.Popen | None = None
+def wait_until_ok(
+    url: str,
+    timeout_s: float = 60.0,
+    proc: subprocess.Popen | None = None,
+    what: str = "",
+    log: Path | None = None,
 ) -> None:
-    """Block until ``/health`` answers, or fail with the reason."""
+    """Block until ``url`` answers 200, or fail with the reason (``proc``: the process that
+    serves it, whose exit ends the wait at once; ``what``: its name in the error; ``log``: its
+    log, whose last lines the error quotes)."""
+    what = what or url
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(
-                f"the Prefect server exited with code {proc.returncode}; see its log"
-            )
+            raise RuntimeError(f"{what} exited with code {proc.returncode}{log_tail(log)}")
         try:
-            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+            if httpx.get(url, timeout=5).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise TimeoutError(f"Prefect API at {api_url} did not answer within {timeout_s:.0f} s")
+    raise TimeoutError(f"{what} did not answer within {timeout_s:.0f} s{log_tail(log)}")
+
+
+def log_tail(log: Path | None, lines: int = 30) -> str:
+    """The last lines of ``log`` after a heading, for an error message (without a log: a hint)."""
+    if log is None:
+        return "; see its log"
+    text = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+    return f"; {log}:\n" + "\n".join(text)
+
+
+def wait_for_api(
+    api_url: str, timeout_s: float = 120.0, proc: subprocess.Popen | None = None
+) -> None:
+    """Block until the Prefect API's ``/health`` answers, or fail with the reason."""
+    wait_until_ok(f"{api_url}/health", timeout_s, proc, what=f"the Prefect server at {api_url}")
 
 
 def start_server(home: Path, port: int, log: Path, **env: str) -> subprocess.Popen:
@@ -207,6 +219,25 @@ def start_worker(
     )
 
 
+def start_warm_path(env: dict[str, str], log: Path, timeout_s: float = 120) -> subprocess.Popen:
+    """``python -m flows.warm`` in the background, returned once it serves and listens."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.warm"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + timeout_s
+    while "warm: serving btc-refresh" not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc.pid, sigints=1)
+            raise RuntimeError(f"flows.warm did not start{log_tail(log)}")
+        time.sleep(0.2)
+    time.sleep(1)  # its websocket subscriptions open just after the line
+    return proc
+
+
 def stop(pid: int, *, sigints: int = 2, grace_s: float = 15.0) -> None:
     """Stop a process group politely: SIGINT (twice for workers), then SIGTERM, then SIGKILL."""
     signals = [signal.SIGINT] * sigints + [signal.SIGTERM, signal.SIGKILL]
@@ -249,42 +280,11 @@ def prefect_cli(home: Path | str, api_url: str, *args: str, timeout_s: float = 3
     return result.stdout
 
 
-PG_ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAtc"]
-
-
-def postgres_available() -> bool:
-    """The local PostgreSQL answers as user ``postgres`` (trust auth, as on this project's CI)."""
-    try:
-        return (
-            subprocess.run([*PG_ADMIN, "SELECT 1"], capture_output=True, timeout=10).returncode == 0
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def postgres_url(database: str) -> str:
-    """Prefect's connection URL for a database on the local PostgreSQL."""
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
-
-
-@contextmanager
-def scratch_database(prefix: str) -> Iterator[str]:
-    """A new database on the local PostgreSQL, dropped (connections and all) afterwards."""
-    if not postgres_available():
-        raise RuntimeError("PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres")
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    subprocess.run([*PG_ADMIN, f"CREATE DATABASE {name}"], check=True, capture_output=True)
-    try:
-        yield name
-    finally:
-        drop = f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        subprocess.run([*PG_ADMIN, drop], check=False, capture_output=True)
-
-
-def setup_and_deploy(home: Path | str, api_url: str) -> None:
-    """The idempotent Prefect setup, then every deployment of prefect.yaml."""
+def setup_and_deploy(home: Path | str, api_url: str, docker: bool = True) -> str:
+    """The idempotent Prefect setup, then the deployments of prefect.yaml whose pool it made
+    (without ``docker``: not the Docker pool, nor its deployment). Returns setup's summary."""
     result = subprocess.run(
-        [sys.executable, "-m", "deployments.setup"],
+        [sys.executable, "-m", "deployments.setup", *([] if docker else ["--no-docker-pool"])],
         env=prefect_env(home, api_url),
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -293,8 +293,35 @@ def setup_and_deploy(home: Path | str, api_url: str) -> None:
     )
     if result.returncode != 0:
         raise RuntimeError(f"deployments.setup failed:\n{result.stdout}\n{result.stderr}")
-    print(result.stdout, end="")
-    prefect_cli(home, api_url, "deploy", "--all")
+    if docker:
+        prefect_cli(home, api_url, "deploy", "--all")
+    else:
+        names = [f"--name={name}" for name in deployment_names(exclude_pool=DOCKER_POOL)]
+        prefect_cli(home, api_url, "deploy", *names)
+    return result.stdout
+
+
+def deployment_names(exclude_pool: str = "") -> list[str]:
+    """The deployments of prefect.yaml, but those of ``exclude_pool``."""
+    config = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())
+    return [d["name"] for d in config["deployments"] if d["work_pool"]["name"] != exclude_pool]
+
+
+CLIENT_ENV = PROJECT_ROOT / ".env"
+ENV_MARK = "# written by `make up` (deployments/stack.py); `make down` removes it"
+
+
+def point_clients_at(api_url: str | None, path: Path = CLIENT_ENV) -> None:
+    """Put ``PREFECT_API_URL=api_url`` in the project's ``.env`` (or take it out when None),
+    keeping every other line of the file."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    kept = [x for x in lines if x != ENV_MARK and not x.startswith("PREFECT_API_URL=")]
+    if api_url:
+        kept += [ENV_MARK, f"PREFECT_API_URL={api_url}"]
+    if kept:
+        path.write_text("\n".join(kept) + "\n")
+    else:
+        path.unlink(missing_ok=True)
 
 
 def server(port: int) -> Stack:
@@ -307,86 +334,80 @@ def server(port: int) -> Stack:
     proc = start_server(PREFECT_HOME, port, STACK_DIR / "server.log")
     stack = Stack(url=f"http://127.0.0.1:{port}", server_pid=proc.pid)
     stack.save()
-    print(f"Prefect server: {stack.url} (PID {proc.pid}, log var/stack/server.log)")
-    print(f"point clients at it: export PREFECT_API_URL={stack.api_url}")
+    point_clients_at(stack.api_url)
+    print(f"server   {stack.url} (PID {proc.pid}, SQLite in var/prefect, log var/stack/server.log)")
+    print(f"         .env: PREFECT_API_URL={stack.api_url} (Prefect commands run here use it)")
     return stack
 
 
-def up(port: int, poll_s: float) -> Stack:
-    """Server, setup, deployments and one process worker; the state saved in var/stack."""
+def up(port: int, poll_s: float, docker: bool = False) -> Stack:
+    """Server, setup, deployments and one process worker; the state saved in var/stack. The
+    Docker pool and its deployment only with ``docker`` (make hybrid starts its worker)."""
     stack = Stack.load()
     if stack.worker_pids and all(_alive(p) for p in [stack.server_pid, *stack.worker_pids]):
         print(f"already running: {stack.url}")
         return stack
     stack = server(port)
-    setup_and_deploy(PREFECT_HOME, stack.api_url)
+    setup_and_deploy(PREFECT_HOME, stack.api_url, docker=docker)
+    print("setup    work pools, Secret blocks, writer limit, automations (deployments/setup.py)")
+    print(f"deploy   {', '.join(deployment_names('' if docker else DOCKER_POOL))} (prefect.yaml)")
     worker = start_worker(
         PREFECT_HOME, stack.api_url, "btc-process", STACK_DIR / "worker.log", poll_s
     )
     stack.worker_pids.append(worker.pid)
     stack.save()
-    print(f"process worker on pool btc-process (PID {worker.pid}, log var/stack/worker.log)")
+    print(
+        f"worker   pool btc-process, polls every {poll_s:g} s "
+        f"(PID {worker.pid}, log var/stack/worker.log)"
+    )
     return stack
 
 
-def wait_for_run(api_url: str, flow_run_id: str, timeout_s: float = 300.0) -> str:
-    """Poll the API until the run is final; return its state name."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        run = httpx.get(f"{api_url}/flow_runs/{flow_run_id}", timeout=10).json()
-        state = run.get("state") or {}
-        if state.get("type") in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-            return state["name"]
-        time.sleep(0.5)
-    raise TimeoutError(f"flow run {flow_run_id} not finished after {timeout_s:.0f} s")
-
-
-def trigger(api_url: str, deployment: str, parameters: dict | None = None) -> str:
-    """Create a run of ``flow/deployment`` now; return its id."""
-    found = httpx.get(f"{api_url}/deployments/name/{deployment}", timeout=10)
-    found.raise_for_status()
-    created = httpx.post(
-        f"{api_url}/deployments/{found.json()['id']}/create_flow_run",
-        json={"parameters": parameters or {}},
-        timeout=10,
-    )
-    created.raise_for_status()
-    return created.json()["id"]
+NEXT = """\
+Open the UI: {url}   (the server and the worker keep running; stop them with: make down)
+Try next, from this folder, in any shell:
+  uv run prefect event emit btc.replay.updated --resource-id btc.replay.demo   # runs btc-on-event
+  uv run prefect deployment run btc-backfill/btc-backfill -p start=2023-11-01 -p end=2023-11-30
+  uv run btc doctor                                      # checks the setup, one fix per problem
+  make hybrid                                            # the same run on a Docker worker"""
 
 
 def demo(port: int, poll_s: float) -> int:
-    """Up, run btc-hourly on replay data, wait for Completed, show the result and the URL."""
-    stack = up(port, poll_s)
-    run_id = trigger(stack.api_url, "btc-pipeline/btc-hourly")
-    print(f"triggered btc-pipeline/btc-hourly: {stack.url}/runs/flow-run/{run_id}")
-    state = wait_for_run(stack.api_url, run_id)
-    print(f"flow run {run_id}: {state}")
+    """Up (no Docker pool), run btc-hourly on replay data, show the result and the URL."""
+    print("btc demo: a Prefect server, a process worker and one btc-hourly run on recorded prices")
+    stack = up(port, poll_s, docker=False)
+    started = time.perf_counter()
+    run = run_now(stack.api_url, "btc-pipeline/btc-hourly")
+    state = run.state.name if run.state else "unknown"
+    took = time.perf_counter() - started
+    print(f"run      btc-pipeline/btc-hourly: {state} in {took:.1f} s")
+    print(f"         {stack.url}/runs/flow-run/{run.id}")
     if state != "Completed":
         print("see var/stack/worker.log; stop everything with: make down")
         return 1
     export = subprocess.run(
         [str(BIN / "btc"), "export"], capture_output=True, text=True, cwd=PROJECT_ROOT
     )
-    days = json.loads(export.stdout)
     print("latest daily averages (UTC):")
-    for day in days[-5:]:
-        print(f"  {day['day']}  ${day['avg_price_usd']:>10,.2f}  ({day['n_obs']} obs)")
-    print(
-        f"\nOpen the UI: {stack.url}  (server and worker keep running; stop them with: make down)"
-    )
+    for day in json.loads(export.stdout)[-5:]:
+        print(f"  {day['day']}  ${day['avg_price_usd']:>10,.2f}  ({day['n_obs']} observations)")
+    print(NEXT.format(url=stack.url))
     return 0
 
 
 def down() -> None:
     """Workers first (SIGINT twice), then the server."""
     stack = Stack.load()
+    if not stack.server_pid and not stack.worker_pids:
+        print("nothing to stop: no server or worker recorded in var/stack")
     for pid in stack.worker_pids:
         stop(pid, sigints=2)
         print(f"stopped worker PID {pid}")
     if stack.server_pid:
         stop(stack.server_pid, sigints=1)
-        print(f"stopped server PID {stack.server_pid}")
+        print(f"stopped server PID {stack.server_pid} ({stack.url})")
     Stack(home=stack.home).save()
+    point_clients_at(None)
 
 
 def status() -> int:
@@ -408,7 +429,7 @@ def main() -> int:
     parser.add_argument(
         "--poll",
         type=float,
-        default=float(os.environ.get("BTC_WORKER_POLL_S", "2")),
+        default=float(os.environ.get("BTC_WORKER_POLL_S", DEFAULT_POLL_S)),
         help="worker polling interval in seconds (Prefect's default is 10)",
     )
     args = parser.parse_args()

@@ -10,36 +10,37 @@ it never races a load. On a local DuckDB file there is nothing to do, and it say
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from prefect import flow, get_run_logger, task
 
 from btc_core.lake import LakeStore
 from btc_core.pipeline import store_for
-from flows.btc import retry_if_transient, runtime_settings, writer_guard
+from flows.btc import off_loop, retry_if_transient, runtime_settings, writer_guard
 
 
 @task(
     retries=2, retry_delay_seconds=10, retry_condition_fn=retry_if_transient, timeout_seconds=1800
 )
-def compact(keep_hours: float) -> str:
+async def compact(keep_hours: float) -> str:
     """Compact the lake under the writer limit; the data files per table before and after."""
     settings = runtime_settings()
     store = store_for(settings)
     if not isinstance(store, LakeStore):
         return f"nothing to compact: {store.describe()} (BTC_STORE_URL is not a DuckLake)"
-    with writer_guard(settings):
-        result = store.compact(timedelta(hours=keep_hours))
+    async with writer_guard(settings):
+        result = await off_loop(store.compact, timedelta(hours=keep_hours))
     get_run_logger().info(result.summary())
     return result.summary()
 
 
 @flow(name="btc-compact")
-def btc_compact(keep_hours: float = 24.0) -> str:
+async def btc_compact(keep_hours: float = 24.0) -> str:
     """Compact the DuckLake; snapshots younger than ``keep_hours`` stay (time travel, readers
     still on them)."""
-    return compact(keep_hours)
+    return await compact(keep_hours)
 
 
 if __name__ == "__main__":
-    print(btc_compact())
+    print(asyncio.run(btc_compact()))

@@ -76,6 +76,12 @@ def image_exists(image: str) -> bool:
     return docker("image", "inspect", image, capture_output=True).returncode == 0
 
 
+def docker_id(image: str) -> str:
+    """The id (content digest) of a local image."""
+    out = docker("image", "inspect", image, "--format", "{{.Id}}", capture_output=True, check=True)
+    return out.stdout.strip()
+
+
 def image_size(image: str) -> int:
     """Size of an image in bytes."""
     out = docker(
@@ -98,14 +104,58 @@ def default_base_image() -> str:
 
 @dataclass(frozen=True)
 class Build:
-    """A built image: its tag, how long the build took, how big it is."""
+    """A built image: its tag, how long the build took, how big it is; ``reused`` when the tag
+    existed and nothing was built."""
 
     image: str
     seconds: float
     size_bytes: int
+    reused: bool = False
 
     def summary(self) -> str:
-        return f"{self.image}: {self.size_bytes / 1e6:.0f} MB, built in {self.seconds:.1f} s"
+        done = "present, not rebuilt" if self.reused else f"built in {self.seconds:.1f} s"
+        return f"{self.image}: {self.size_bytes / 1e6:.0f} MB, {done}"
+
+
+def docker_build(
+    image: str,
+    dockerfile: Path,
+    context: Path,
+    base_image: str,
+    quiet: bool = True,
+    no_cache: bool = False,
+) -> Build:
+    """``docker build`` on the host's network (the build talks to PyPI and Debian's mirror
+    through it), with ``BASE_IMAGE`` and this host's extra CA certificates as build args."""
+    start = time.monotonic()
+    result = docker(
+        "build",
+        "--network",
+        "host",
+        "--file",
+        str(dockerfile),
+        "--tag",
+        image,
+        "--build-arg",
+        f"BASE_IMAGE={base_image}",
+        "--build-arg",
+        f"EXTRA_CA_CERTS={extra_ca_certs()}",
+        *(["--no-cache"] if no_cache else []),
+        str(context),
+        capture_output=quiet,
+    )
+    if result.returncode != 0:
+        detail = f"\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}" if quiet else ""
+        raise RuntimeError(f"docker build of {image} failed{detail}")
+    return Build(image, time.monotonic() - start, image_size(image))
+
+
+def base_for(base_image: str | None = None) -> str:
+    """``base_image``, or the default base (the local one is made first if missing)."""
+    base_image = base_image or default_base_image()
+    if base_image == LOCAL_BASE:
+        ensure_local_base(base_image)
+    return base_image
 
 
 def build(
@@ -115,31 +165,14 @@ def build(
     no_cache: bool = False,
 ) -> Build:
     """Build infra/Dockerfile from the repository root (layers cached unless ``no_cache``)."""
-    image = image or flow_image()
-    base_image = base_image or default_base_image()
-    if base_image == LOCAL_BASE:
-        ensure_local_base(base_image)
-    start = time.monotonic()
-    result = docker(
-        "build",
-        "--network",
-        "host",  # the build talks to PyPI through the host's network only
-        "--file",
-        str(INFRA / "Dockerfile"),
-        "--tag",
-        image,
-        "--build-arg",
-        f"BASE_IMAGE={base_image}",
-        "--build-arg",
-        f"EXTRA_CA_CERTS={extra_ca_certs()}",
-        *(["--no-cache"] if no_cache else []),
-        str(PROJECT_ROOT),
-        capture_output=quiet,
+    return docker_build(
+        image or flow_image(),
+        INFRA / "Dockerfile",
+        PROJECT_ROOT,
+        base_for(base_image),
+        quiet,
+        no_cache,
     )
-    if result.returncode != 0:
-        detail = f"\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}" if quiet else ""
-        raise RuntimeError(f"docker build of {image} failed{detail}")
-    return Build(image, time.monotonic() - start, image_size(image))
 
 
 def main() -> int:

@@ -7,17 +7,9 @@
 set -euo pipefail
 
 PACKAGES=(chromium chromium-driver fonts-dejavu-core)
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
 say() { echo "provision-browser: $*"; }
 
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    [ "$(id -u)" = 0 ] || { say "missing ${missing[*]}; run as root (apt-get needs it)"; exit 1; }
-    say "installing ${missing[*]}"
-    apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-fi
+apt_install_missing provision-browser "${PACKAGES[@]}"
 say "$(chromium --version 2>/dev/null | head -1); $(chromedriver --version 2>/dev/null | head -1)"

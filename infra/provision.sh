@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provision this machine for the hybrid setup and its tests: Docker engine (docker.io), debootstrap
-# (the local base image) and docker-compose (to validate infra/docker-compose.yml), all from
+# (the local base image) and docker-compose (runs infra/docker-compose.yml), all from
 # Debian's packages; then make sure a Docker daemon answers.
 #
 #   sudo infra/provision.sh          # idempotent: installs what is missing, starts dockerd if needed
@@ -14,6 +14,7 @@
 set -euo pipefail
 
 PACKAGES=(docker.io debootstrap docker-compose)
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 PID_FILE=/run/btc-dockerd.pid
 LOG_FILE=/var/log/btc-dockerd.log
 
@@ -21,23 +22,7 @@ say() { echo "provision: $*"; }
 
 [ "$(id -u)" = 0 ] || { say "run as root (apt-get and dockerd need it)"; exit 1; }
 
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    say "installing ${missing[*]}"
-    apt-get update -q >/dev/null
-    # Keep the packages' init scripts from starting services: we start dockerd ourselves.
-    created_policy=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        created_policy=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-    [ "$created_policy" = 0 ] || rm -f /usr/sbin/policy-rc.d
-fi
+apt_install_missing provision "${PACKAGES[@]}"
 
 docker_ok() { timeout 10 docker info >/dev/null 2>&1; }
 

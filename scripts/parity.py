@@ -40,7 +40,10 @@ def commands(csv: Path, out: Path, name: str) -> list[tuple[list[str], Path]]:
         ]
         return [(run, PROJECT_ROOT), export]
     if name == "prefect":
-        return [([str(VENV / "python"), "flows/btc.py"], PROJECT_ROOT), export]
+        # Run from the output folder: a project-folder .env (make up) would point Prefect at
+        # the demo server instead of this run's own ephemeral one.
+        flow = PROJECT_ROOT / "flows" / "btc.py"
+        return [([str(VENV / "python"), str(flow)], out), export]
     if name == "dagster":
         return [
             (

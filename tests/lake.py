@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from deployments.stack import postgres_available, scratch_database
+from deployments.postgres import postgres_available, scratch_database
 from tests.e2e.hosts import S3
 from tests.prefect.conftest import NO_POSTGRES
 

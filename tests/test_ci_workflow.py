@@ -21,7 +21,7 @@ import yaml
 from btc_core.settings import PROJECT_ROOT
 
 WORKFLOW = PROJECT_ROOT / ".github" / "workflows" / "ci.yml"
-JOBS = {"lint", "unit", "prefect", "dagster", "airflow", "parity"}
+JOBS = {"lint", "unit", "prefect", "dagster", "airflow", "parity", "e2e", "browser"}
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +91,9 @@ def test_every_make_target_the_workflow_calls_exists(workflow):
 
 def test_the_test_paths_and_files_the_jobs_name_exist(workflow):
     lines = run_lines(workflow)
-    targets = [w for line in lines if "pytest" in line for w in line.split() if "tests/" in w]
-    assert set(targets) >= {"tests/integration", "tests/prefect", "tests/dagster"}
+    words = [w.split("=")[-1] for line in lines if "pytest" in line for w in line.split()]
+    targets = [w for w in words if w.startswith("tests/")]
+    assert set(targets) >= {"tests/integration", "tests/prefect", "tests/dagster", "tests/e2e"}
     for target in targets:
         assert (PROJECT_ROOT / target).exists(), target
     for path in re.findall(r"'((?:data|tests)/[^']+)'", "\n".join(lines)):
@@ -111,16 +112,18 @@ def test_each_orchestrator_has_its_job_and_uv_is_cached(workflow):
 
 
 def test_prefect_runs_against_a_postgres_15_service_with_trust_auth(workflow):
-    service = workflow["jobs"]["prefect"]["services"]["postgres"]
-    assert service["image"] == "postgres:15"
-    assert service["env"]["POSTGRES_HOST_AUTH_METHOD"] == "trust"
-    assert "5432:5432" in service["ports"]
+    for job in ("prefect", "e2e"):
+        service = workflow["jobs"][job]["services"]["postgres"]
+        assert service["image"] == "postgres:15"
+        assert service["env"]["POSTGRES_HOST_AUTH_METHOD"] == "trust"
+        assert "5432:5432" in service["ports"]
 
 
 def test_airflow_runs_in_its_own_environment_and_parity_on_a_messy_file(workflow):
     airflow = run_lines({"jobs": {"a": workflow["jobs"]["airflow"]}})
     assert any(line.startswith("make -C airflow_port test") for line in airflow)
     parity = run_lines({"jobs": {"p": workflow["jobs"]["parity"]}})
-    runs = [line for line in parity if line.startswith("make parity")]
+    runs = [line for line in parity if line.startswith("make parity ")]
     assert len(runs) == 2 and any("INPUT=" in line for line in runs)
+    assert any(line.startswith("make parity-live") for line in parity)
     assert any("messy(" in line for line in parity)

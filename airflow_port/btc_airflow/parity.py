@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,6 +69,15 @@ def run_replay(dag: DAG, replay_file: Path, db: Path, out: Path | None = None) -
     """Run ``dag`` on ``replay_file`` into ``db``; the export JSON (also written to ``out``)."""
     run_once(dag, source="replay", replay_file=str(replay_file), db_path=str(db), notify="none")
     return export(Store(db), out)
+
+
+def airflow_cycle(home: Path = env.DEFAULT_HOME) -> Callable[[], DagRun]:
+    """A function running one ``dag.test()`` with the ``BTC_*`` settings of the environment at
+    call time (the live parity); the metadata DB of ``home`` is migrated first."""
+    env.apply(home.resolve())
+    migrate_db()
+    dag = load_dag()
+    return lambda: run_once(dag)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,15 +1,17 @@
-"""BTC price pipeline as an Airflow TaskFlow DAG: extract -> load -> transform -> notify.
+"""BTC price pipeline as an Airflow TaskFlow DAG: extract -> load -> notify.
 
 Every step calls ``btc_core``; this file adds only what Airflow adds.
 
 - **Schedule**: hourly, ``catchup=False`` (each run takes the latest price, like ``btc run``;
   history is loaded with ``btc backfill``), ``max_active_runs=1`` because DuckDB has one writer.
-- **Retries**: Airflow owns them: 3 retries, exponential backoff (x2, capped at 15 min) starting
-  from ``[core] default_task_retry_delay`` (300 s unless ``AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY``
-  says otherwise). A try makes one request per source (``http_retries=0``; the failover source
-  is still tried). Only what ``btc_core.errors.is_retryable`` accepts is retried (429, 5xx,
-  timeouts, unreachable source, busy DuckDB); anything else (a wrong key, a drifted payload, bad
-  settings, a bug) fails the task at once instead of burning retries.
+- **Retries**: btc_core's retry policy (btc_core/policy.py) in Airflow's terms: ``retries`` is
+  ``BTC_HTTP_RETRIES``, and the task's ``retry_policy`` (Airflow 3.3) retries only what
+  ``btc_core.errors.is_retryable`` accepts (429, 5xx, timeouts, unreachable source, busy DuckDB)
+  after the policy's backoff; anything else (a wrong key, a drifted payload, bad settings, a bug)
+  fails the task at once instead of burning retries. Extract passes its try number to the core,
+  which fails over to the second exchange on the last try, as on every path.
+- **Load**: upserts the observations and refreshes the daily averages of the days they touch in
+  one transaction, so a crash never leaves ``daily_avg`` stale.
 - **Secrets**: the CoinGecko API key is the password of the Connection ``btc_coingecko``, the
   webhook URL the Variable ``btc_webhook_url``; both may come from the environment
   (``AIRFLOW_CONN_BTC_COINGECKO``, ``AIRFLOW_VAR_BTC_WEBHOOK_URL``) and are masked in task logs.
@@ -23,24 +25,21 @@ Every step calls ``btc_core``; this file adds only what Airflow adds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from airflow.sdk import Connection, Variable, dag, task
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
+from airflow.sdk import Connection, Variable, dag, get_current_context, task
+from airflow.sdk.definitions.context import Context
+from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
+from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 
-from btc_core import pipeline
+from btc_core import pipeline, policy
 from btc_core.errors import is_retryable
-from btc_core.notify import notify as send_notification
 from btc_core.observations import Batch
 from btc_core.settings import Settings
-from btc_core.store import LoadResult
-from btc_core.transform import DayAvg, Latest
 
 log = logging.getLogger(__name__)
 
@@ -56,36 +55,44 @@ def _coingecko_api_key() -> str | None:
 
 
 def _settings() -> Settings:
-    """``BTC_*`` settings with the secrets from Airflow; one request per source per try."""
+    """``BTC_*`` settings with the secrets from Airflow (masked in task logs)."""
     settings = Settings.from_env(
         coingecko_api_key=_coingecko_api_key(),
         webhook_url=Variable.get(WEBHOOK_VARIABLE, default=None),
-        http_retries=0,
     )
     for secret in settings.secrets():
         mask_secret(secret)
     return settings
 
 
-@contextmanager
-def _fail_fast() -> Iterator[None]:
-    """Leave retryable failures to Airflow's retries; fail the task at once on the others."""
-    try:
-        yield
-    except AirflowException:
-        raise
-    except Exception as exc:
-        if is_retryable(exc):
-            raise
-        raise AirflowFailException(f"{type(exc).__name__}: {exc} (not retryable)") from exc
+class BtcRetryPolicy(RetryPolicy):
+    """btc_core's retry policy: retry what a retry can cure, after the policy's backoff (read
+    when the try fails, so ``BTC_RETRY_*`` of the worker apply); fail the rest at once."""
+
+    def evaluate(
+        self,
+        exception: BaseException,
+        try_number: int,
+        max_tries: int,
+        context: Context | None = None,
+    ) -> RetryDecision:
+        if not is_retryable(exception):
+            return RetryDecision.fail(f"{type(exception).__name__} is not retryable")
+        backoff = policy.RetryPolicy.from_settings(Settings.from_env()).backoff(try_number)
+        return RetryDecision.retry(timedelta(seconds=backoff), "retryable failure")
 
 
 def _batch_to_xcom(batch: Batch) -> dict[str, Any]:
+    """The batch as JSON: its two columns and its value-free accounting (counts, notes)."""
     frame = batch.frame
     return {
         "source": batch.source,
         "ts": [ts.isoformat() for ts in frame["ts"]],
         "price_usd": frame["price_usd"].tolist(),
+        "received": batch.received,
+        "rejected": batch.rejected,
+        "duplicates": batch.duplicates,
+        "notes": batch.notes,
     }
 
 
@@ -96,14 +103,8 @@ def _batch_from_xcom(staged: dict[str, Any]) -> Batch:
             "price_usd": pd.Series(staged["price_usd"], dtype="float64"),
         }
     )
-    return Batch(staged["source"], frame)
-
-
-def _latest_from_xcom(data: dict[str, Any] | None) -> Latest | None:
-    if data is None:
-        return None
-    previous = data["previous"]
-    return Latest(DayAvg(**data["current"]), DayAvg(**previous) if previous else None)
+    counts = {k: staged[k] for k in ("received", "rejected", "duplicates", "notes")}
+    return Batch(staged["source"], frame, **counts)
 
 
 @dag(
@@ -114,9 +115,8 @@ def _latest_from_xcom(data: dict[str, Any] | None) -> Latest | None:
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=55),
     default_args={
-        "retries": 3,
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=15),
+        "retries": Settings.from_env().http_retries,
+        "retry_policy": BtcRetryPolicy(),
     },
     tags=["btc", "duckdb"],
     doc_md=__doc__,
@@ -126,35 +126,28 @@ def btc_price() -> None:
 
     @task(multiple_outputs=False, show_return_value_in_logs=False)
     def extract() -> dict[str, Any]:
-        """Observations from the configured source (failover included), as JSON columns."""
-        with _fail_fast():
-            batch = pipeline.extract(_settings())
-        for note in batch.notes:
-            log.warning("%s", note)
+        """Observations from the configured source (this try; failover on the last), as JSON
+        columns."""
+        attempt = get_current_context()["ti"].try_number
+        batch = policy.extract_try(_settings(), attempt=attempt)
+        for level, line in batch.log_lines():
+            log.log(level, "%s", line)
         return _batch_to_xcom(batch)
 
     @task(multiple_outputs=False)
     def load(staged: dict[str, Any]) -> dict[str, Any]:
-        """Upsert the observations in one transaction; what changed."""
-        with _fail_fast():
-            result = pipeline.load(_settings(), _batch_from_xcom(staged))
+        """Upsert the observations and refresh their days' averages in one transaction."""
+        result = pipeline.load(_settings(), _batch_from_xcom(staged))
         log.info("%s", result.summary())
         return asdict(result)
 
-    @task(multiple_outputs=False)
-    def transform(loaded: dict[str, Any]) -> dict[str, Any] | None:
-        """Recompute daily_avg for the touched days; the latest two days."""
-        with _fail_fast():
-            latest = pipeline.transform(_settings(), LoadResult(**loaded))
-        return None if latest is None else asdict(latest)
-
     @task
-    def notify(latest: dict[str, Any] | None) -> str:
+    def notify(loaded: dict[str, Any]) -> str:
         """Send the latest daily average on the configured channel."""
-        with _fail_fast():
-            return send_notification(_settings(), _latest_from_xcom(latest))
+        settings = _settings()
+        return pipeline.notify(settings, pipeline.latest(settings))
 
-    notify(transform(load(extract())))
+    notify(load(extract()))
 
 
 btc_price()

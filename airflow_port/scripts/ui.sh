@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUN_DIR=var/run
-HOME_DIR=var/airflow_home
+RUN_DIR=${AIRFLOW_UI_RUN_DIR:-var/run}        # PIDs and logs
+HOME_DIR=${AIRFLOW_UI_HOME:-var/airflow_home}  # AIRFLOW_HOME (the tests use their own)
 PORT=${2:-8080}
 SERVICES=(dag-processor scheduler api-server)
 
@@ -35,7 +35,7 @@ s = socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $PORT)) != 0)"; then
         echo "started $svc (PID $!, log $RUN_DIR/$svc.log)"
     done
     local url="http://127.0.0.1:$PORT"
-    for _ in $(seq 60); do
+    for _ in $(seq 120); do  # a cold start on a busy 2-core machine took over 60 s
         if curl -fsS "$url/api/v2/monitor/health" >/dev/null 2>&1; then
             echo "Airflow UI: $url  (user admin, password in $HOME_DIR/simple_auth_manager_passwords.json.generated)"
             echo "The DAG btc_price starts paused: unpause it in the UI to run it hourly. Stop with 'make ui-down'."

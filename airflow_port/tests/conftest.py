@@ -1,6 +1,7 @@
 """The Airflow test environment: a project-local AIRFLOW_HOME, migrated once per session.
 
-Shared fixtures (``settings``, ``replay_csv``, ``fake_api``, ...) come from ``btc_core.testing``.
+Shared fixtures (``settings``, ``replay_csv``, ``fake_api``, ...) come from the main project's
+``tests/plugin.py`` (importable here through its editable install).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from btc_airflow import env
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-pytest_plugins = ["btc_core.testing"]
+pytest_plugins = ["tests.plugin"]
 
 TEST_HOME = env.PORT_DIR / "var" / "test_airflow_home"
 

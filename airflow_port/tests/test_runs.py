@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from threading import Thread
 
 import pytest
 from airflow.models.taskinstancehistory import TaskInstanceHistory
@@ -19,6 +16,7 @@ from btc_core.fake_api import FakeApi
 from btc_core.pipeline import run_cycle, store_for
 from btc_core.settings import Settings
 from btc_core.transform import export
+from tests.plugin import WebhookSink
 
 
 def live(fake_api: FakeApi, tmp_path: Path) -> dict[str, str]:
@@ -114,40 +112,9 @@ def printed(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture)
     return out + err + caplog.text
 
 
-class Webhook:
-    """A local Slack-like webhook that records what it receives."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, dict[str, object]]] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                hook.received.append((self.path, json.loads(body)))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
-    Thread(target=hook.server.serve_forever, daemon=True).start()
-    yield hook
-    hook.server.shutdown()
-    hook.server.server_close()
-
-
 def test_webhook_url_comes_from_a_variable_and_is_not_logged(
     dag: DAG,
-    webhook: Webhook,
+    webhook: WebhookSink,
     replay_csv: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -1,7 +1,6 @@
 """Fixtures of the Dagster suite: resources on the isolated ``settings``, Dagster instances."""
 
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -36,7 +35,7 @@ def plain_export(tmp_path: Path) -> Callable[[Settings], str]:
     """The contract JSON of the plain path (``run_cycle`` + ``export``) on a DuckDB of its own."""
 
     def run(settings: Settings) -> str:
-        plain = replace(settings, db_path=tmp_path / "plain" / "btc.duckdb")
+        plain = settings.replace(db_path=tmp_path / "plain" / "btc.duckdb")
         run_cycle(plain)
         return export(store_for(plain))
 

@@ -2,7 +2,6 @@
 
 import json
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -67,7 +66,7 @@ def test_the_asset_pages_tell_the_story(
 def test_a_missing_replay_file_fails_with_btc_core_message(
     settings: Settings, instance: DagsterInstance, tmp_path: Path
 ) -> None:
-    missing = replace(settings, replay_file=tmp_path / "nope.csv")
+    missing = settings.replace(replay_file=tmp_path / "nope.csv")
 
     result = materialize(
         [btc_price], resources=resources_for(missing), instance=instance, raise_on_error=False
@@ -98,7 +97,7 @@ def test_a_range_of_days_backfills_in_one_run_like_the_plain_backfill(
     assert result.success
     days = {e.partition for e in result.asset_materializations_for_node("daily_avg_by_day")}
     assert days == {"2023-11-01", "2023-11-02", "2023-11-03"}
-    plain = replace(settings, db_path=tmp_path / "plain.duckdb")
+    plain = settings.replace(db_path=tmp_path / "plain.duckdb")
     backfill(plain, Window.days(*(date.fromisoformat(d) for d in ("2023-11-01", "2023-11-03"))))
     assert export(store_for(settings)) == export(store_for(plain))
     assert len(json.loads(export(store_for(settings)))) == 3

@@ -9,7 +9,6 @@ from dagster import AssetCheckSeverity, DagsterInstance, materialize
 from btc_core.observations import Batch
 from btc_core.pipeline import store_for
 from btc_core.settings import Settings
-from btc_core.transform import export
 from dagster_port.assets import btc_price, daily_avg
 from dagster_port.checks import CHECKS
 from dagster_port.resources import BtcResource
@@ -58,8 +57,9 @@ def test_a_non_positive_price_fails_and_blocks_daily_avg(
     results = check_results(resources, instance)
 
     assert results["prices_positive"] == (False, AssetCheckSeverity.ERROR)
+    # the asset stays unmaterialized; the table itself was refreshed by the load, in the load's
+    # transaction (a price of 0 only gets there past the validator, as here)
     assert instance.get_latest_materialization_event(daily_avg.key) is None
-    assert export(store_for(settings)) == "[]\n"
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 import json
 import socket
-from dataclasses import replace
 
 import pytest
 from dagster import DagsterInstance, build_sensor_context, materialize
@@ -29,7 +28,7 @@ def test_each_new_daily_avg_is_notified_once(
     materialize([btc_price, daily_avg], resources=resources, instance=stored_instance)
     sensor_resources = {
         "duckdb": resources["duckdb"],
-        "notifier": from_settings(Notifier, replace(settings, notify="file")),
+        "notifier": from_settings(Notifier, settings.replace(notify="file")),
     }
 
     def tick(cursor: str | None) -> tuple[str, str | None]:

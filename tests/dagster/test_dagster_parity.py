@@ -1,7 +1,6 @@
 """Parity: the Dagster path writes the same export bytes as the plain path."""
 
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,7 @@ def test_the_full_recording_gives_the_plain_path_bytes(
 ) -> None:
     text = parity.run(shared_csv, tmp_path / "dagster.duckdb", tmp_path / "dagster.json")
 
-    assert text == plain_export(replace(settings, replay_file=shared_csv))
+    assert text == plain_export(settings.replace(replay_file=shared_csv))
     assert text.count('"day"') > 1500
 
 

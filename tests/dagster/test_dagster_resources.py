@@ -1,7 +1,5 @@
 """Resources: one interface for live and replay sources, btc_core settings in, secrets as EnvVar."""
 
-from dataclasses import replace
-
 import pytest
 from dagster import DagsterInstance, EnvVar, materialize
 
@@ -32,14 +30,14 @@ def test_the_source_follows_the_settings(settings: Settings, live_settings: Sett
 def test_resource_fields_round_trip_through_btc_core_settings(live_settings: Settings) -> None:
     source = from_settings(LiveSource, live_settings)
 
-    assert source.settings() == replace(
-        Settings(), **{name: getattr(live_settings, name) for name in LiveSource.model_fields}
+    assert source.settings() == Settings().replace(
+        **{name: getattr(live_settings, name) for name in LiveSource.model_fields}
     )
     assert from_settings(DuckDBStore, live_settings).store().path == live_settings.db_path
 
 
 def test_secrets_become_env_var_references(settings: Settings) -> None:
-    with_secrets = replace(settings, coingecko_api_key="k-123", webhook_url="https://hook/x")
+    with_secrets = settings.replace(coingecko_api_key="k-123", webhook_url="https://hook/x")
 
     source = from_settings(LiveSource, with_secrets)
     notifier = from_settings(Notifier, with_secrets)
@@ -50,7 +48,7 @@ def test_secrets_become_env_var_references(settings: Settings) -> None:
 
 
 def test_btc_core_checks_the_resource_config() -> None:
-    with pytest.raises(ConfigError, match="unknown source"):
+    with pytest.raises(ConfigError, match="BTC_SOURCE='kraken': input should be"):
         LiveSource(source="kraken").settings()
 
 
@@ -61,7 +59,7 @@ def test_a_live_run_sends_the_key_from_the_environment_and_never_shows_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("BTC_COINGECKO_API_KEY", "k-secret-123")
-    resources = resources_for(replace(live_settings, coingecko_api_key="from the environment"))
+    resources = resources_for(live_settings.replace(coingecko_api_key="from the environment"))
 
     result = materialize([btc_price], resources=resources, instance=instance)
 

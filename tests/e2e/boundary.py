@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import sqlite3
 import subprocess
+from contextlib import closing
 from pathlib import Path
 
 import duckdb
 
-from deployments.stack import PG_ADMIN
+from deployments.postgres import PG_ADMIN
 
 
 def close_prices(replay_csv: Path, n: int = 6) -> list[str]:
@@ -47,6 +49,15 @@ def sqlite_text(home: Path) -> str:
     return "".join(f.read_bytes().decode("latin-1") for f in files)
 
 
+def artifact_events(home: Path) -> str:
+    """The payloads of the server's artifact events (SQLite), which copy the artifacts' data."""
+    with closing(sqlite3.connect(home / "prefect.db")) as con:
+        rows = con.execute(
+            "SELECT payload FROM events WHERE event LIKE 'prefect.artifact-collection.%'"
+        ).fetchall()
+    return "\n".join(payload for (payload,) in rows)
+
+
 def pg_dump_text(dbname: str) -> str:
     """A plain-text ``pg_dump`` of a database on the local PostgreSQL."""
     host, user = PG_ADMIN[PG_ADMIN.index("-h") + 1], PG_ADMIN[PG_ADMIN.index("-U") + 1]
@@ -56,3 +67,36 @@ def pg_dump_text(dbname: str) -> str:
         text=True,
         check=True,
     ).stdout
+
+
+def marked_file(replay_csv: Path, path: Path) -> dict[str, str]:
+    """Write the replay's last two days to ``path`` with marked rows; return label -> marker.
+
+    Valid rows whose prices are markers (they reach the worker's DuckDB only), rows rejected for
+    their marked price or timestamp, and malformed rows (a field too many, too few) carrying a
+    marker: none of these values may reach the control plane."""
+    with replay_csv.open(newline="") as fh:
+        lines = fh.read().splitlines()
+    header, rows = lines[0], lines[-48:]
+    markers = {
+        "valid price": "31337.0101",
+        "valid price (2nd day)": "31337.0202",
+        "negative price": "-31337.0303",
+        "implausible price": "31337.0404e9",
+        "non-numeric price": "31337.0505x",
+        "out-of-range timestamp": "31337050607",
+        "malformed, a field too many": "MARKER-31337-0808",
+        "malformed, too few fields": "31337.0909",
+    }
+    cells = [row.split(",") for row in rows]
+    cells[3][5] = markers["valid price"]
+    cells[30][5] = markers["valid price (2nd day)"]
+    cells[5][5] = markers["negative price"]
+    cells[33][5] = markers["implausible price"]
+    cells[7][5] = markers["non-numeric price"]
+    cells[9][0] = markers["out-of-range timestamp"]
+    body = [",".join(c) for c in cells]
+    body.insert(12, f"{rows[12]},{markers['malformed, a field too many']}")
+    body.insert(40, f"{rows[40].split(',')[0]},{markers['malformed, too few fields']}")
+    path.write_text("\n".join([header, *body]) + "\n")
+    return {f"marker: {label}": value for label, value in markers.items()}

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
@@ -25,7 +24,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from btc_core.settings import PROJECT_ROOT
-from deployments.stack import stop
+from deployments.stack import stop, wait_until_ok
 
 SCREENSHOTS = PROJECT_ROOT / "docs" / "img"
 DEBUG = PROJECT_ROOT / "var" / "browser"
@@ -208,23 +207,6 @@ class Browser:
         )
 
 
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
-    """Block until ``url`` answers 200, or fail with the end of the service's log."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log.exists() else ""
-    state = f"exited with {proc.returncode}" if proc.poll() is not None else "no answer"
-    raise RuntimeError(f"{url}: {state} after {timeout_s:.0f} s; {log}:\n{tail}")
-
-
 @contextmanager
 def service(
     cmd: list[str], env: dict[str, str], log: Path, health_url: str, cwd: Path = PROJECT_ROOT
@@ -240,7 +222,7 @@ def service(
         start_new_session=True,
     )
     try:
-        wait_http(health_url, proc, log)
+        wait_until_ok(health_url, 120, proc, log=log)
         yield proc
     finally:
         stop(proc.pid, sigints=1)

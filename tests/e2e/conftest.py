@@ -17,8 +17,10 @@ from btc_core.fake_api import FakeApi
 from deployments.setup import ensure_automations, ensure_result_storage
 from deployments.stack import setup_and_deploy
 from infra.image import INFRA, Build, build
-from tests.e2e.hosts import S3, WebhookSink, WorkerHost
+from tests.e2e.browser import Browser, browser_missing
+from tests.e2e.hosts import S3, WorkerHost
 from tests.e2e.runs import stop_schedules
+from tests.plugin import WebhookSink
 from tests.prefect.conftest import Server, _serve
 
 # Crash detection for the tests: heartbeats every 30 s (Prefect's minimum), a run is a zombie
@@ -58,6 +60,15 @@ def docker_engine() -> None:
         ["bash", str(INFRA / "provision.sh")], capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, f"infra/provision.sh failed:\n{done.stdout}\n{done.stderr}"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the UI tests (Debian's, infra/provision-browser.sh)."""
+    if why := browser_missing():
+        pytest.skip(why)
+    with Browser.start() as browser:
+        yield browser
 
 
 @pytest.fixture(scope="session")

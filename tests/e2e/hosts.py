@@ -1,22 +1,22 @@
-"""The worker side of the hybrid tests: a worker host's folders, a webhook sink, S3 on 127.0.0.1."""
+"""The worker side of the hybrid tests: a worker host's folders, S3 on 127.0.0.1."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import duckdb
 from moto.server import ThreadedMotoServer
 
+from tests.crash import HOOKS
+
 FLOW_UID = 10001  # the non-root user of the flow image (infra/Dockerfile, APP_UID)
+CONTAINER_HOOKS = "/opt/btc-test-hooks"
 
 
 @dataclass
@@ -52,45 +52,19 @@ class WorkerHost:
         path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
         path.chmod(0o644)
 
-    def job_variables(self) -> dict[str, list[str]]:
-        return {"volumes": [f"{self.data}:/data", f"{self.secrets}:/run/btc:ro"]}
+    def job_variables(self, crash_hook: bool = False) -> dict[str, list[str]]:
+        """The pool's volumes for this host; with ``crash_hook`` also the test-only start-up
+        hook of the crash drills (tests/crash.py: with BTC_TEST_PAUSE_BEFORE_COMMIT_S and
+        PYTHONPATH=CONTAINER_HOOKS in worker.env, loads pause inside their transaction)."""
+        volumes = [f"{self.data}:/data", f"{self.secrets}:/run/btc:ro"]
+        if crash_hook:
+            volumes.append(f"{HOOKS}:{CONTAINER_HOOKS}:ro")
+        return {"volumes": volumes}
 
     def counts(self) -> tuple[int, int]:
         """Observations and distinct timestamps in the volume's DuckDB file."""
         with duckdb.connect(str(self.db), read_only=True) as con:
             return con.execute("SELECT count(*), count(DISTINCT ts) FROM observations").fetchone()
-
-
-@dataclass
-class WebhookSink:
-    """A Slack-compatible webhook on 127.0.0.1 that records (path, body) of each POST."""
-
-    url: str
-    received: list[tuple[str, dict]] = field(default_factory=list)
-
-    @classmethod
-    @contextmanager
-    def start(cls) -> Iterator[WebhookSink]:
-        sink = cls("")
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                sink.received.append((self.path, json.loads(body)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        sink.url = f"http://127.0.0.1:{server.server_address[1]}"
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            yield sink
-        finally:
-            server.shutdown()
-            server.server_close()
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,10 @@ from selenium.webdriver.common.by import By
 from btc_core.settings import DEFAULT_REPLAY_FILE, PROJECT_ROOT
 from btc_core.store import Store
 from btc_core.transform import export
-from deployments.stack import BIN, pick_port, setup_and_deploy
+from deployments.stack import BIN, setup_and_deploy
 from flows.btc import CHART_KEY
-from tests.e2e.browser import Browser, browser_missing, service
+from infra.ports import pick_port
+from tests.e2e.browser import Browser, service
 from tests.prefect.conftest import Server, _serve
 from tests.prefect.helpers import run_deployment
 
@@ -34,15 +35,7 @@ pytestmark = pytest.mark.integration
 AIRFLOW_DIR = PROJECT_ROOT / "airflow_port"
 AIRFLOW_PY = AIRFLOW_DIR / ".venv" / "bin" / "python"
 ARTIFACT_KEYS = ("btc-run-summary", "btc-daily-averages", CHART_KEY)  # BTC_ARTIFACTS=full
-AIRFLOW_TASKS = ("extract", "load", "transform", "notify")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if why := browser_missing():
-        pytest.skip(why)
-    with Browser.start() as browser:
-        yield browser
+AIRFLOW_TASKS = ("extract", "load", "notify")
 
 
 def _env(**extra: str) -> dict[str, str]:

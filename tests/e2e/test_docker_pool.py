@@ -20,13 +20,14 @@ from btc_core.transform import daily_rows, export_json
 from deployments.stack import stop
 from tests.e2e.conftest import ZOMBIE_AFTER_S, docker_worker_settings
 from tests.e2e.hosts import (
+    CONTAINER_HOOKS,
     S3,
-    WebhookSink,
     WorkerHost,
     flow_run_containers,
     kill_flow_run_containers,
 )
 from tests.e2e.runs import run, start
+from tests.plugin import WebhookSink
 from tests.prefect.conftest import Server
 from tests.prefect.helpers import task_runs, wait
 
@@ -113,7 +114,7 @@ def test_a_docker_pool_run_completes_on_the_volume_with_results_in_s3(
         assert (defaults["image_pull_policy"], defaults["network_mode"]) == ("IfNotPresent", "host")
         flow_run = run(client, DEPLOYMENT, docker_host.job_variables())
         assert flow_run.state.name == "Completed", flow_run.state.message
-        extract_key = result_key(flow_run, client, "extract-replay")
+        extract_key = result_key(flow_run, client, "extract")
     assert docker_host.counts() == (2208, 2208)
     assert export_of(docker_host.db) == plain_export
     assert any(key.endswith(extract_key) for key in s3.object_keys()), (
@@ -125,15 +126,31 @@ def test_a_docker_pool_run_completes_on_the_volume_with_results_in_s3(
     assert wait_until(lambda: not flow_run_containers(flow_run.id)), "auto_remove: none is left"
 
 
+def pausing(seconds: float) -> dict[str, str]:
+    """worker.env lines that make the flow container's loads pause (the crash-drill hook)."""
+    return {"BTC_TEST_PAUSE_BEFORE_COMMIT_S": f"{seconds:g}", "PYTHONPATH": CONTAINER_HOOKS}
+
+
+def killed_mid_load(
+    client, server, worker, strict_env: dict[str, str], tmp_path: Path, pause_s: float
+) -> tuple[WorkerHost, FlowRun]:
+    """A run on a host of its own whose load pauses ``pause_s`` seconds, and its Docker worker
+    killed with -9 once the load has begun."""
+    host = WorkerHost(tmp_path / "host")
+    host.write_env({**strict_env, **pausing(pause_s)})
+    flow_run = start(client, DEPLOYMENT, host.job_variables(crash_hook=True))
+    wait_for_line(log_of(server, worker), "test hook: PID", 0)
+    os.killpg(worker.pid, signal.SIGKILL)
+    return host, flow_run
+
+
 def test_a_killed_docker_worker_leaves_its_container_to_finish_the_run(
     hybrid_server, doomed_docker_worker, strict_env, plain_export: str, tmp_path: Path
 ):
-    host = WorkerHost(tmp_path / "host")
-    host.write_env({**strict_env, "BTC_PAUSE_BEFORE_COMMIT_S": "10"})
     with hybrid_server.client() as client:
-        flow_run = start(client, DEPLOYMENT, host.job_variables())
-        wait_for_line(log_of(hybrid_server, doomed_docker_worker), "test hook: PID", 0)
-        os.killpg(doomed_docker_worker.pid, signal.SIGKILL)
+        host, flow_run = killed_mid_load(
+            client, hybrid_server, doomed_docker_worker, strict_env, tmp_path, pause_s=10
+        )
         # the container talks to the API itself: it needs no worker to finish and report
         assert wait(client, flow_run.id).state.name == "Completed"
     assert export_of(host.db) == plain_export
@@ -142,12 +159,10 @@ def test_a_killed_docker_worker_leaves_its_container_to_finish_the_run(
 def test_the_docker_workers_machine_dying_mid_load_is_crashed_and_a_rerun_repairs(
     hybrid_server, doomed_docker_worker, strict_env, plain_export: str, tmp_path: Path
 ):
-    host = WorkerHost(tmp_path / "host")
-    host.write_env({**strict_env, "BTC_PAUSE_BEFORE_COMMIT_S": "300"})
     with hybrid_server.client() as client:
-        flow_run = start(client, DEPLOYMENT, host.job_variables())
-        wait_for_line(log_of(hybrid_server, doomed_docker_worker), "test hook: PID", 0)
-        os.killpg(doomed_docker_worker.pid, signal.SIGKILL)  # the machine dies: its worker ...
+        host, flow_run = killed_mid_load(  # the machine dies: its worker ...
+            client, hybrid_server, doomed_docker_worker, strict_env, tmp_path, pause_s=300
+        )
         assert kill_flow_run_containers(flow_run.id)  # ... and its containers
         # nobody is left to report: the run stays Running until its heartbeats are missed
         assert client.read_flow_run(flow_run.id).state.name == "Running"

@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deployments.postgres import postgres_available, postgres_url, scratch_database
 from deployments.setup import ensure_result_storage
-from deployments.stack import postgres_available, postgres_url, scratch_database, setup_and_deploy
+from deployments.stack import setup_and_deploy
 from tests.e2e.boundary import close_prices, daily_averages, forbidden, leaks, pg_dump_text
 from tests.e2e.conftest import docker_worker_settings
 from tests.e2e.hosts import S3, WorkerHost
@@ -104,7 +105,7 @@ def test_authenticated_workers_run_flows_and_postgres_holds_no_price_or_secret(
             assert flow_run.state.name == "Completed", flow_run.state.message
             settle(client, flow_run)
             # task runs reach the database through Redis and the separate services process
-            assert len(all_task_runs(client, flow_run.id)) == 4
+            assert len(all_task_runs(client, flow_run.id)) == 3  # extract, load, notify
     assert docker_host.counts() == process_host.counts() == (2208, 2208)
     assert redis_db(production.redis_index).exists("events")  # the messaging stream
     dump = pg_dump_text(production.database)

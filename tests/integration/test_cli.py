@@ -85,9 +85,19 @@ def test_run_prints_the_notification_and_exports(tmp_path):
             1,
             "cannot read replay file /nonexistent.csv: No such file or directory",
         ),
-        (("run",), {"BTC_SOURCE": "kraken"}, 2, "unknown source 'kraken'"),
-        (("chart", "--out", "c.png"), {}, 1, "no daily averages to chart yet: run the pipeline"),
-        (("run",), {"BTC_LOCK_TIMEOUT_S": "x"}, 2, "BTC_LOCK_TIMEOUT_S='x' is not a valid float"),
+        (
+            ("run",),
+            {"BTC_SOURCE": "kraken"},
+            2,
+            "BTC_SOURCE='kraken': input should be 'replay', 'coingecko' or 'coinbase'",
+        ),
+        (("chart", "--out", "c.png"), {}, 1, "x.duckdb: run the pipeline first, or check --db"),
+        (
+            ("run",),
+            {"BTC_LOCK_TIMEOUT_S": "x"},
+            2,
+            "BTC_LOCK_TIMEOUT_S='x': input should be a valid number",
+        ),
         (
             ("run", "--source", "coingecko"),
             {

@@ -3,6 +3,7 @@ same export bytes as the local DuckDB file, duplicate-proof reads, compaction an
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -11,12 +12,15 @@ from datetime import date
 import pytest
 
 from btc_core.doctor import check_store
+from btc_core.errors import ConfigError, InputError, StoreBusy, is_retryable
 from btc_core.lake import LakeStore
 from btc_core.observations import Batch, Window
 from btc_core.pipeline import backfill, store_for
 from btc_core.settings import Settings
 from btc_core.sources import Replay
+from btc_core.store import PriceStore
 from btc_core.transform import export, refresh_daily_avg
+from tests.crash import kill_inside_load
 from tests.e2e.hosts import S3
 from tests.lake import Lake, lake_s3, new_lake
 
@@ -69,7 +73,9 @@ def test_backfill_into_the_lake_exports_the_local_files_bytes(settings, lake):
     assert lake.parquet_keys(), "the lake's data files are on S3"
 
 
-def test_concurrent_upserts_duplicate_new_keys_and_reads_still_dedupe(settings, lake, tmp_path):
+def test_concurrent_upserts_duplicate_new_keys_and_reads_still_dedupe(
+    settings, lake, tmp_path, monkeypatch
+):
     """The engine fact that shapes the design: no primary keys, so two writers that MERGE the
     same new ts at once both insert it (MERGE does the same). daily_avg and the export still
     come out right."""
@@ -80,8 +86,6 @@ def test_concurrent_upserts_duplicate_new_keys_and_reads_still_dedupe(settings, 
         replace(lake_store(settings, lake), lock_path=tmp_path / f"host{i}" / "ducklake.lock")
         for i in range(2)
     ]
-    for store in hosts:
-        store.before_commit = both_merged.wait
     errors: list[BaseException] = []
 
     def write(store: LakeStore) -> None:
@@ -91,10 +95,12 @@ def test_concurrent_upserts_duplicate_new_keys_and_reads_still_dedupe(settings, 
             errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(h,)) for h in hosts]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    with monkeypatch.context() as patch:  # both writers commit only once both have merged
+        patch.setattr(PriceStore, "before_commit", lambda store: both_merged.wait())
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
     assert not errors
     assert count(hosts[0]) == (144, 72), "both writers inserted every new ts"
 
@@ -116,7 +122,7 @@ def test_a_later_duplicate_wins_in_daily_avg(settings, lake):
                  FROM observations ORDER BY ts LIMIT 1"""
         )
     refresh_daily_avg(store)
-    local = store_for(replace(settings, db_path=settings.db_path.with_name("local.duckdb")))
+    local = store_for(settings.replace(db_path=settings.db_path.with_name("local.duckdb")))
     frame = Replay(settings).fetch().frame.copy()
     frame.loc[frame["ts"].idxmin(), "price_usd"] = 1.0
     local.load(Batch("replay", frame))
@@ -162,3 +168,60 @@ def test_doctor_names_an_unreachable_catalog_without_its_password(tmp_path):
     assert 'database "btc_no_such_db" does not exist' in check.detail
     assert "pg-s3cret" not in check.line()
     assert "password=***" in check.detail
+
+
+def test_kill_9_between_upsert_and_refresh_leaves_the_lake_as_it_was(settings, lake):
+    """The load and the refresh of its days are one DuckLake transaction too."""
+    store = lake_store(settings, lake)
+    first = Replay(settings).fetch(Window.days(date(2023, 10, 1), date(2023, 10, 31)))
+    store.load(first)
+    before = export(store)
+    env = {**lake.env(), "BTC_DB_PATH": str(settings.db_path)}
+    kill_inside_load(env)
+    assert count(store) == (744, 744) and export(store) == before
+    store.load(Replay(settings).fetch())
+    local = store_for(settings)
+    local.load(Replay(settings).fetch())
+    assert count(store) == (2208, 2208) and export(store) == export(local)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"dbname": "btc_hostile_no_such_db"}, ConfigError, 'database "btc_hostile_no_such_db"'),
+        ({"user": "btc_hostile_nobody"}, ConfigError, 'role "btc_hostile_nobody" does not exist'),
+        ({"port": "4899"}, StoreBusy, "cannot reach DuckLake"),  # nothing listens there
+    ],
+)
+def test_a_wrong_catalog_is_a_configuration_error_not_a_retry(
+    settings, lake, change, error, message
+):
+    """#16: every error opening the lake used to be the retryable StoreBusy."""
+    catalog = lake.env()["BTC_STORE_URL"].removeprefix("ducklake:postgres:")
+    pairs = dict(pair.split("=", 1) for pair in catalog.split()) | change
+    env = {
+        **lake.env(),
+        "BTC_STORE_URL": "ducklake:postgres:" + " ".join(f"{k}={v}" for k, v in pairs.items()),
+    }
+    store = store_for(Settings.from_env(env=env, db_path=settings.db_path))
+    with pytest.raises(error, match=message) as raised:
+        store.load(Replay(settings).fetch())
+    assert is_retryable(raised.value) == (error is StoreBusy)
+
+
+def test_a_missing_bucket_is_a_configuration_error_at_the_first_write(settings, lake):
+    env = {**lake.env(0), "BTC_LAKE_DATA_PATH": "s3://btc-hostile-no-such-bucket/x/"}
+    store = store_for(Settings.from_env(env=env, db_path=settings.db_path))
+    with pytest.raises(ConfigError, match=r"cannot write DuckLake.*NOT FOUND") as raised:
+        store.load(Replay(settings).fetch())
+    assert not is_retryable(raised.value)
+
+
+def test_reading_an_empty_lake_creates_no_catalog(settings, lake):
+    store = lake_store(settings, lake)
+    with pytest.raises(InputError, match="holds no btc tables yet"):
+        export(store)
+    sql = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+    psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", lake.dbname, "-qAtc", sql]
+    tables = subprocess.run(psql, capture_output=True, text=True, check=True).stdout.strip()
+    assert tables == "0", "a read attached the lake read-only: no DuckLake catalog tables"

@@ -2,7 +2,6 @@
 
 import logging
 import time
-from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -17,8 +16,9 @@ from btc_core.errors import (
 )
 from btc_core.fake_api import FakeApi
 from btc_core.observations import Window
-from btc_core.pipeline import run_cycle
-from btc_core.sources import Coinbase, CoinGecko, fetch_with_failover, fetch_with_retries
+from btc_core.pipeline import extract, run_cycle
+from btc_core.policy import extract_try
+from btc_core.sources import Coinbase, CoinGecko
 
 pytestmark = pytest.mark.integration
 NOV = Window.days(date(2023, 11, 1), date(2023, 11, 2))
@@ -48,7 +48,7 @@ def test_coinbase_latest_and_paged_window(live_settings, fake_api):
 
 
 def test_api_key_goes_in_the_header_and_nowhere_else(live_settings, fake_api, caplog):
-    s = replace(live_settings, coingecko_api_key="CG-topsecret", coingecko_key_kind="pro")
+    s = live_settings.replace(coingecko_api_key="CG-topsecret", coingecko_key_kind="pro")
     caplog.set_level(logging.DEBUG)
     fake_api.inject("coingecko", "401")
     with pytest.raises(ClientError) as err:
@@ -67,8 +67,8 @@ def test_api_key_goes_in_the_header_and_nowhere_else(live_settings, fake_api, ca
         ("503", ServerError, "HTTP 503"),
         ("timeout", SourceTimeout, "no answer within 1.0 s"),
         ("drop", SourceUnreachable, "connection failed"),
-        ("truncated", BadPayload, "answer is not JSON"),
-        ("html", BadPayload, "answer is not JSON \\(starts with '<html><body><h1>502 Bad Gateway"),
+        ("truncated", BadPayload, r"answer is not JSON \(application/json, \d+ bytes\)$"),
+        ("html", BadPayload, r"answer is not JSON \(text/html, 60 bytes\)$"),
         ("missing_key", BadPayload, "missing key 'usd'"),
         ("nan", BadPayload, "non-finite price"),
         ("zero", BadPayload, "non-positive price"),
@@ -85,32 +85,49 @@ def test_each_fault_is_a_typed_error(live_settings, fake_api, fault, error, mess
 
 def test_retryable_faults_are_retried_then_succeed(live_settings, fake_api):
     fake_api.inject("coingecko", "429", "503", "timeout")
-    batch = fetch_with_retries(CoinGecko(live_settings), None, live_settings)
+    batch = extract(live_settings)
     assert len(batch.frame) == 1 and fake_api.hits("coingecko") == 4
+    assert fake_api.hits("coinbase") == 0 and batch.notes == []
 
 
-def test_bad_payloads_are_not_retried(live_settings, fake_api):
+def test_a_bad_payload_fails_over_at_once(live_settings, fake_api):
     fake_api.inject("coingecko", "truncated")
-    with pytest.raises(BadPayload):
-        fetch_with_retries(CoinGecko(live_settings), None, live_settings)
-    assert fake_api.hits("coingecko") == 1
+    batch = extract(live_settings)
+    assert (fake_api.hits("coingecko"), fake_api.hits("coinbase")) == (1, 1)
+    assert batch.source == "coinbase"
+    assert batch.notes == [
+        "failover from coingecko GET /simple/price: answer is not JSON (application/json, 30 bytes)"
+    ]
 
 
 def test_failover_to_the_second_exchange_after_retries(live_settings, fake_api):
     fake_api.inject("coingecko", "down")
-    batch = fetch_with_failover(live_settings, NOV)
+    batch = extract(live_settings, NOV)
     assert batch.source == "coinbase" and len(batch.frame) == 48
     assert fake_api.hits("coingecko") == live_settings.http_retries + 1
+    assert fake_api.hits("coinbase") == 1
     assert batch.notes == [
         "failover from coingecko GET /coins/bitcoin/market_chart/range: HTTP 503 server error"
     ]
+
+
+def test_a_try_with_retries_left_raises_for_the_orchestrator(live_settings, fake_api):
+    """What each orchestrator's retry runs: a retryable failure is raised while retries are
+    left (no failover yet), and fails over on the last try."""
+    fake_api.inject("coingecko", "down")
+    for attempt in range(1, live_settings.http_retries + 1):
+        with pytest.raises(ServerError):
+            extract_try(live_settings, NOV, attempt=attempt)
+    assert fake_api.hits("coinbase") == 0
+    last = extract_try(live_settings, NOV, attempt=live_settings.http_retries + 1)
+    assert last.source == "coinbase" and fake_api.hits("coinbase") == 1
 
 
 def test_both_down_is_one_error_naming_both(live_settings, fake_api):
     fake_api.inject("coingecko", "down")
     fake_api.inject("coinbase", "down")
     with pytest.raises(ServerError, match=r"coinbase .* HTTP 503.*after failover from: coingecko"):
-        fetch_with_failover(live_settings)
+        extract(live_settings)
 
 
 def test_a_failed_run_leaves_duckdb_unchanged(live_settings, fake_api):
@@ -128,7 +145,18 @@ def test_a_failed_run_leaves_duckdb_unchanged(live_settings, fake_api):
 def test_fake_api_latency_delays_every_answer(live_settings, replay_csv):
     """The benchmark's remote-API shape: every answer waits ``latency_s``, faults or not."""
     with FakeApi.start(replay_csv, latency_s=0.3) as api:
-        settings = replace(live_settings, coingecko_url=f"{api.url}/coingecko")
+        settings = live_settings.replace(coingecko_url=f"{api.url}/coingecko")
         started = time.perf_counter()
         assert len(CoinGecko(settings).fetch(NOV).frame) == 48
         assert time.perf_counter() - started >= 0.3
+
+
+def test_a_retry_after_longer_than_the_backoff_is_waited_on_every_path(live_settings, fake_api):
+    """The orchestrator waits the backoff; the step itself waits what the server asked beyond
+    it, so the total is the server's Retry-After whatever runs the step."""
+    fake_api.inject("coingecko", "429:1")
+    settings = live_settings.replace(retry_base_s=0.01, retry_max_wait_s=30)
+    started = time.perf_counter()
+    batch = extract(settings)
+    assert time.perf_counter() - started >= 1.0
+    assert fake_api.hits("coingecko") == 2 and batch.source == "coingecko"

@@ -45,8 +45,9 @@ def all_task_runs(client: SyncPrefectClient, flow_run_id: UUID) -> list[TaskRun]
 
 
 def task_runs(client: SyncPrefectClient, flow_run_id: UUID) -> dict[str, TaskRun]:
-    """Task runs by name (for flows whose task names are unique)."""
-    return {r.name: r for r in all_task_runs(client, flow_run_id)}
+    """Task runs by task name, without Prefect's random suffix (for flows that call each task
+    once)."""
+    return {r.name.rsplit("-", 1)[0]: r for r in all_task_runs(client, flow_run_id)}
 
 
 def state_names(client: SyncPrefectClient, task_run: TaskRun) -> list[str]:

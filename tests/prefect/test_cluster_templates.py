@@ -26,9 +26,8 @@ from deployments.cluster import (
     ecs_requests,
     ensure_cluster_pools,
     job_template,
-    render_ecs,
+    prepare,
     render_for_pool,
-    render_kubernetes,
     sample_run,
 )
 from deployments.stack import prefect_cli
@@ -89,8 +88,8 @@ def test_templates_keep_every_field_of_the_workers_default(kind):
 async def k8s_job(values: dict | None = None) -> dict:
     run, deployment, flow = sample_run("btc-hourly-k8s", "btc-pipeline")
     async with get_client() as client:
-        config = await render_kubernetes(
-            job_template("kubernetes"), run, deployment, flow, values, client
+        config = await prepare(
+            "kubernetes", job_template("kubernetes"), run, deployment, flow, values, client
         )
     assert config.namespace == "btc"
     manifest = config.job_manifest
@@ -162,9 +161,8 @@ def test_kubernetes_job_variables_override_image_and_add_env(api):
 async def ecs_task(values: dict | None = None) -> tuple[dict, dict]:
     run, deployment, flow = sample_run("btc-hourly-ecs", "btc-pipeline")
     async with get_client() as client:
-        task_definition, request = await render_ecs(
-            job_template("ecs"), run, deployment, flow, values, client
-        )
+        config = await prepare("ecs", job_template("ecs"), run, deployment, flow, values, client)
+    task_definition, request = ecs_requests(config, run)
     tags = {t["key"]: t["value"] for t in request["tags"]}
     assert tags["prefect.io/flow-run-id"] == str(run.id)
     assert tags["prefect.io/deployment-name"] == "btc-hourly-ecs"

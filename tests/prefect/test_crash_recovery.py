@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,23 +14,13 @@ from prefect.states import Scheduled
 
 from btc_core.observations import utc_now
 from deployments.stack import setup_and_deploy, stop
+from tests.crash import pausing_env, wait_for_pause
 from tests.csvs import rows, write
 from tests.prefect.conftest import _serve
 from tests.prefect.helpers import run_deployment, wait
 
 pytestmark = pytest.mark.integration
 BTC = Path(sys.executable).parent / "btc"
-
-
-def wait_for_pause(read, timeout_s: float = 120) -> int:
-    """The PID the test hook announces once the load transaction is open."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for line in read().splitlines():
-            if "test hook: PID" in line:
-                return int(line.split("PID ")[1].split()[0])
-        time.sleep(0.2)
-    raise TimeoutError("the load never paused")
 
 
 def counts(db: Path) -> tuple[int, int]:
@@ -48,7 +37,7 @@ def test_kill_9_in_the_cli_load_keeps_the_previous_state(replay_csv, tmp_path):
     )
     proc = subprocess.Popen(
         [str(BTC), "run"],
-        env={**env, "BTC_PAUSE_BEFORE_COMMIT_S": "60"},
+        env=pausing_env(60, env),
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -74,7 +63,8 @@ def test_kill_9_of_a_flow_run_is_crashed_and_a_restarted_worker_recovers(drill_s
     db = tmp_path / "w.duckdb"
     # loads also hold the server's writer limit: a killed holder must not block the next writer
     env = {"BTC_DB_PATH": str(db), "BTC_NOTIFY": "none", "BTC_WRITER_LIMIT": "btc-duckdb-writer"}
-    worker = drill_server.worker(poll_s=1.0, BTC_PAUSE_BEFORE_COMMIT_S="120", **env)
+    pausing = pausing_env(120, {})
+    worker = drill_server.worker(poll_s=1.0, **pausing, **env)
     log = drill_server.logs / f"worker-{len(drill_server.workers) - 1}.log"
     with drill_server.client() as client:
         deployment = client.read_deployment_by_name("btc-pipeline/btc-hourly")

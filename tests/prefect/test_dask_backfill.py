@@ -17,6 +17,7 @@ from btc_core.pipeline import backfill, store_for
 from btc_core.settings import Settings
 from btc_core.transform import export
 from flows.dask_backfill import btc_backfill_dask, dask_task_runner
+from tests.crash import pausing_env
 from tests.prefect.helpers import all_task_runs, run_deployment
 
 pytestmark = pytest.mark.integration
@@ -53,9 +54,9 @@ def run_dask(server, first: date, last: date, days_per_task: int) -> tuple[str, 
 
 
 def check(runs: list, extracts: int) -> None:
-    """One extract per window, one load each, one transform; all Completed at the first try."""
+    """One extract per window, one load each, then the chart; all Completed at the first try."""
     names = sorted(r.task_key.split("-")[0] for r in runs)
-    assert names == sorted(["extract"] * extracts + ["load"] * extracts + ["transform"])
+    assert names == sorted(["extract"] * extracts + ["load"] * extracts + ["chart"])
     assert {r.state.type.value for r in runs} == {"COMPLETED"}
     assert max(r.run_count for r in runs) == 1  # nothing retried: no StoreBusy, no lost day
 
@@ -77,8 +78,10 @@ def test_multi_year_dask_backfill_equals_the_sequential_one(dask_env, shared_csv
 @pytest.mark.timeout(240)
 def test_day_by_day_loads_queue_on_the_writer_lock(dask_env, shared_csv, tmp_path, monkeypatch):
     """One task per day across a year boundary, each load holding the lock a while (the core's
-    pause-before-commit switch): overlapping loads wait for each other instead of failing."""
-    monkeypatch.setenv("BTC_PAUSE_BEFORE_COMMIT_S", "0.5")
+    crash-drill hook, in every Dask worker process): overlapping loads wait for each other
+    instead of failing."""
+    for name, value in pausing_env(0.5, {}).items():
+        monkeypatch.setenv(name, value)
     first, last = date(2021, 12, 29), date(2022, 1, 3)
     summary, runs = run_dask(dask_env, first, last, days_per_task=1)
     check(runs, extracts=6)

@@ -1,10 +1,15 @@
 """`prefect deploy --all` on fresh servers: the deployments are what prefect.yaml says."""
 
+import subprocess
+import sys
+
 import pytest
 import yaml
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
 from btc_core.settings import PROJECT_ROOT
-from deployments.stack import setup_and_deploy
+from deployments.setup import ALERTS_BLOCK
+from deployments.stack import prefect_env, setup_and_deploy
 
 pytestmark = pytest.mark.integration
 SPEC = {
@@ -53,3 +58,21 @@ def test_deploy_all_on_a_fresh_postgres_server_and_again(postgres_server):
     setup_and_deploy(postgres_server.home, postgres_server.api_url)
     setup_and_deploy(postgres_server.home, postgres_server.api_url)  # idempotent
     check_deployments(postgres_server)
+
+
+def test_the_alerts_webhook_block_holds_the_url_from_the_environment(prefect_server):
+    """BTC_ALERTS_WEBHOOK_URL (a secret) becomes the btc-alerts block that the automations use."""
+    url = "http://127.0.0.1:9/services/alerts-token"
+    result = subprocess.run(
+        [sys.executable, "-m", "deployments.setup"],
+        env=prefect_env(prefect_server.home, prefect_server.api_url, BTC_ALERTS_WEBHOOK_URL=url),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "alerts: webhook block btc-alerts" in result.stdout and url not in result.stdout
+    with prefect_server.in_process():
+        block = CustomWebhookNotificationBlock.load(ALERTS_BLOCK, _sync=True)
+    assert block.url == url

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from btc_core.doctor import check_docker, check_store
+from btc_core.doctor import check_store
 from btc_core.settings import Settings
 from btc_core.store import Store
-from deployments.stack import pick_port, setup_and_deploy, start_server, stop
+from deployments.doctor import check_docker
+from deployments.stack import setup_and_deploy, start_server, stop
+from infra.ports import pick_port
 
 pytestmark = pytest.mark.integration
 BTC = Path(sys.executable).parent / "btc"

@@ -22,8 +22,9 @@ from btc_core.observations import Window
 from btc_core.pipeline import backfill, store_for
 from btc_core.settings import Settings
 from btc_core.transform import export
-from deployments.setup import PROCESS_POOL
+from deployments.names import PROCESS_POOL
 from deployments.stack import setup_and_deploy, start_worker
+from tests.crash import pausing_env
 from tests.lake import Lake, lake_s3, new_lake
 from tests.prefect.conftest import Server, postgres_serve
 from tests.prefect.helpers import wait
@@ -84,7 +85,7 @@ def hosts(lake: Lake, lake_server: Server, tmp_path_factory) -> dict[str, Path]:
             BTC_NOTIFY="none",
             BTC_ARTIFACTS="summary",
             BTC_EXTRACT_CACHE_S="1",
-            BTC_PAUSE_BEFORE_COMMIT_S="0.3",
+            **pausing_env(0.3, {}),  # loads hold the lock a while: they surely overlap
             BTC_LOCK_TIMEOUT_S="120",
             **lake.env(),
         )

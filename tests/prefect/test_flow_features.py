@@ -1,12 +1,10 @@
 """The flow's own features, run in-process against the real server: cache, secrets, backfill."""
 
+import asyncio
 import base64
 import json
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import duckdb
 import pytest
@@ -29,22 +27,28 @@ def against(prefect_server, tmp_path, monkeypatch):
         yield prefect_server
 
 
+def pipeline(**parameters):
+    """One run of the (async) flow in this process; its final state."""
+    return asyncio.run(btc_pipeline(return_state=True, **parameters))
+
+
 def extract_state(server, flow_state) -> str:
     with server.client() as client:
         tasks = task_runs(client, flow_state.state_details.flow_run_id)
-    return tasks["extract-replay"].state.name
+    return tasks["extract"].state.name
 
 
 def test_extract_is_cached_inside_the_expiration_and_not_after(against, monkeypatch):
-    monkeypatch.setenv("BTC_EXTRACT_CACHE_S", "4")
-    first = btc_pipeline(return_state=True)
-    second = btc_pipeline(return_state=True)
+    monkeypatch.setenv("BTC_EXTRACT_CACHE_S", "8")
+    monkeypatch.setenv("BTC_CHART", "none")  # quick runs: both inside the expiration
+    first = pipeline()
+    second = pipeline()
     assert (extract_state(against, first), extract_state(against, second)) == (
         "Completed",
         "Cached",
     )
-    time.sleep(4.5)
-    assert extract_state(against, btc_pipeline(return_state=True)) == "Completed"
+    time.sleep(8.5)
+    assert extract_state(against, pipeline()) == "Completed"
 
 
 def test_a_replaced_replay_file_is_not_served_from_cache(
@@ -54,31 +58,13 @@ def test_a_replaced_replay_file_is_not_served_from_cache(
     copy.write_bytes(replay_csv.read_bytes())
     monkeypatch.setenv("BTC_REPLAY_FILE", str(copy))
     monkeypatch.setenv("BTC_EXTRACT_CACHE_S", "600")
-    assert extract_state(against, btc_pipeline(return_state=True)) == "Completed"
+    assert extract_state(against, pipeline()) == "Completed"
+    assert extract_state(against, pipeline()) == "Cached"  # same file: the cache serves it
     copy.write_bytes(replay_csv.read_bytes().replace(b"42280.14", b"42280.15"))
-    assert extract_state(against, btc_pipeline(return_state=True)) == "Completed"
-
-
-class Hook(BaseHTTPRequestHandler):
-    received: ClassVar[list[dict]] = []
-
-    def do_POST(self) -> None:
-        Hook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def webhook():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    Hook.received.clear()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    assert extract_state(against, pipeline()) == "Completed"
+    with duckdb.connect(str(tmp_path / "btc.duckdb"), read_only=True) as con:
+        newest = con.execute("SELECT price_usd FROM observations ORDER BY ts DESC LIMIT 1")
+        assert newest.fetchone() == (42280.15,)  # the new file's price was loaded
 
 
 def test_secrets_from_blocks_reach_the_api_and_the_hook_but_no_log_or_parameter(
@@ -86,17 +72,17 @@ def test_secrets_from_blocks_reach_the_api_and_the_hook_but_no_log_or_parameter(
 ):
     key, token = f"CG-{uuid.uuid4().hex}", uuid.uuid4().hex
     Secret(value=key).save("btc-coingecko-api-key", overwrite=True)
-    Secret(value=f"{webhook}/services/{token}").save("btc-webhook-url", overwrite=True)
+    Secret(value=f"{webhook.url}/services/{token}").save("btc-webhook-url", overwrite=True)
     monkeypatch.setenv("BTC_SECRETS_FROM", "prefect-blocks")
     monkeypatch.setenv("BTC_NOTIFY", "webhook")
     monkeypatch.setenv("BTC_COINGECKO_URL", f"{fake_api.url}/coingecko")
-    ok = btc_pipeline(source="coingecko", return_state=True)
+    ok = pipeline(source="coingecko")
     assert ok.is_completed()
     assert fake_api.requests[-1]["headers"]["x-cg-demo-api-key"] == key
-    assert Hook.received and Hook.received[-1]["text"].startswith("BTC daily average")
+    assert webhook.received and webhook.received[-1][1]["text"].startswith("BTC daily average")
     # now the hook is gone: the failure must not leak the URL either
     Secret(value=f"http://127.0.0.1:9/services/{token}").save("btc-webhook-url", overwrite=True)
-    failed = btc_pipeline(source="coingecko", return_state=True)
+    failed = pipeline(source="coingecko")
     assert failed.is_failed() and "webhook" in failed.message
     with against.client() as client:
         for state in (ok, failed):
@@ -120,7 +106,7 @@ def test_backfill_through_the_worker_maps_days_and_reports_progress(
         )
         assert run.state.name == "Completed", run.state.message
         names = [t.name for t in all_task_runs(client, run.id)]
-        assert sum(n.startswith("extract-replay") for n in names) == 6
+        assert sum(n.startswith("extract-") for n in names) == 6
         assert sum(n.startswith("load") for n in names) == 6
         progress = client.read_artifacts(artifact_filter=None)
         assert any(a.key == "btc-backfill-progress" and a.data == 100.0 for a in progress)
@@ -131,9 +117,13 @@ def test_backfill_through_the_worker_maps_days_and_reports_progress(
 
 
 def test_backfill_in_process_has_no_duplicate_rows(against, tmp_path):
-    assert btc_backfill(start="2023-12-01", end="2023-12-04", max_parallel=4).startswith(
-        "backfilled"
-    )
+    state = btc_backfill(start="2023-12-01", end="2023-12-04", max_parallel=4, return_state=True)
+    assert state.result().startswith("backfilled")
+    with against.client() as client:
+        names = sorted(
+            r.name.rsplit("-", 1)[0] for r in all_task_runs(client, state.state_details.flow_run_id)
+        )
+    assert names == ["chart"] + ["extract"] * 4 + ["load"] * 4  # the chart too (it once never ran)
     assert btc_backfill(start="2023-12-03", end="2023-12-05", max_parallel=2).endswith(
         ": 24 observations new or updated"
     )
@@ -156,7 +146,7 @@ def run_artifacts(server, state) -> dict[str, object]:
 
 
 def test_a_run_publishes_summary_table_and_an_inline_90_day_chart(against):
-    artifacts = run_artifacts(against, btc_pipeline(return_state=True))
+    artifacts = run_artifacts(against, pipeline())
     assert {"btc-run-summary", "btc-daily-averages", CHART_KEY} <= set(artifacts)
     assert "| source used | replay |" in artifacts["btc-run-summary"].data
     table = json.loads(artifacts["btc-daily-averages"].data)
@@ -165,15 +155,36 @@ def test_a_run_publishes_summary_table_and_an_inline_90_day_chart(against):
     assert chart.type == "markdown"
     encoded = chart.data.split("data:image/png;base64,", 1)[1].rstrip(")\n")
     assert base64.b64decode(encoded).startswith(b"\x89PNG")
-    assert "2023-10-03 .. 2023-12-31" in chart.data  # 90 days up to the newest
+    assert "2023-10-03 .. 2023-12-31" in chart.data  # 90 complete days up to the newest
+
+
+def test_the_chart_is_published_once_per_change_not_every_run(against, monkeypatch, tmp_path):
+    """Complete days only: the same chart every hour of a day. The first run publishes it, the
+    next run on the same data does not; a change of what it would publish (here the mode, as
+    a new complete day changes its rows) publishes again."""
+    first, second = run_artifacts(against, pipeline()), run_artifacts(against, pipeline())
+    assert CHART_KEY in first and CHART_KEY not in second
+    assert "btc-run-summary" in second and "btc-daily-averages" in second
+    monkeypatch.setenv("BTC_CHART", "link")
+    assert CHART_KEY in run_artifacts(against, pipeline())
+    assert (tmp_path / "charts" / ".chart-published").read_text().split()[1] == "link"
 
 
 def test_strict_mode_publishes_only_a_link_to_the_worker_side_chart(against, monkeypatch, tmp_path):
     monkeypatch.setenv("BTC_ARTIFACTS", "summary")
     monkeypatch.setenv("BTC_CHART_URL", "https://charts.internal.example/btc/")
-    artifacts = run_artifacts(against, btc_pipeline(return_state=True))
+    artifacts = run_artifacts(against, pipeline())
     assert "btc-daily-averages" not in artifacts
     chart = artifacts[CHART_KEY]
     assert chart.data.endswith("(https://charts.internal.example/btc/btc-daily-avg-2023-12-31.png)")
     assert (tmp_path / "charts" / "btc-daily-avg-2023-12-31.png").read_bytes()[:4] == b"\x89PNG"
     assert "base64" not in chart.data and "$" not in (artifacts["btc-run-summary"].data)
+
+
+def test_lookback_hours_with_the_default_replay_source_reads_the_whole_file(against):
+    """The parameter asks live sources for a window; replay (the default) ignores it. Before the
+    fix, the flow looked at its ``source`` parameter (None), not at the resolved source, and
+    windowed the 2023 replay file to the last 24 hours: no observation, a failed run."""
+    state = pipeline(lookback_hours=24)
+    assert state.is_completed(), state.message
+    assert state.result().startswith("loaded 2208 new")

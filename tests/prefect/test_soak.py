@@ -26,14 +26,16 @@ from deployments.stack import setup_and_deploy, stop
 from tests.prefect.conftest import Server, postgres_serve
 from tests.prefect.helpers import run_deployment
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.soak]
 RUNS = int(os.environ.get("BTC_SOAK_RUNS", "200"))
 WARM_UP = 10
 SAMPLE_EVERY = 20
-# The bound stated for the worker's own RSS: from the end of the warm-up to the last run it may
-# grow this much (measured here: +47 MiB over 190 runs, 220 -> 267 MiB), and never pass the cap.
-RSS_GROWTH_BOUND_MIB = 80.0
-RSS_BOUND_MIB = 400.0
+# The worker's memory bound comes from what its user needs, not from a run of this test: a worker
+# serving an hourly deployment for a month (720 runs) stays under 512 MiB. The growth per run of
+# the second half of the soak, extrapolated to run 720, must stay under it: a warm-up that levels
+# off passes, a leak of half a MiB a run does not.
+MONTH_OF_HOURLY_RUNS = 720
+RSS_BOUND_MIB = 512.0
 REPORT = PROJECT_ROOT / "var" / "soak.json"  # the numbers, for the notes (var/ is not committed)
 
 
@@ -96,15 +98,17 @@ def test_sequential_runs_never_fail_and_the_worker_stays_bounded(soak_server, tm
         "max_s": round(durations[-1], 2),
         "worker_rss_mib_after_runs": [(n, round(mib, 1)) for n, mib in series],
     }
+    second_half = [s for s in series if s[0] >= RUNS // 2]
+    (n0, mib0), (n1, mib1) = second_half[0], second_half[-1]
+    per_run = (mib1 - mib0) / max(n1 - n0, 1)
+    report["projected_mib_at_run_720"] = round(mib1 + per_run * (MONTH_OF_HOURLY_RUNS - n1), 1)
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps(report, indent=1))
     print(f"\nsoak: {report}")
-    warm, end = series[0][1], series[-1][1]
     assert completed >= RUNS
     assert bad == [], [(r.name, r.state.message) for r in bad]
     assert left == [], f"flow processes left behind by the worker: {left}"
-    assert end - warm <= RSS_GROWTH_BOUND_MIB, report
-    assert end <= RSS_BOUND_MIB, report
+    assert report["projected_mib_at_run_720"] <= RSS_BOUND_MIB, report
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*), count(DISTINCT ts) FROM observations").fetchone() == (
             2208,

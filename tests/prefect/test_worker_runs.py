@@ -17,9 +17,7 @@ def test_a_run_goes_scheduled_to_completed_through_the_worker(
         history = [s.name for s in client.read_flow_run_states(run.id)]
         assert history[0] == "Scheduled" and history[-1] == "Completed"
         assert {"Pending", "Running"} <= set(history)
-        names = sorted(task_runs(client, run.id))
-        assert names[0] == "extract-replay"
-        assert [n.rsplit("-", 1)[0] for n in names[1:]] == ["load", "notify", "transform"]
+        assert sorted(task_runs(client, run.id)) == ["extract", "load", "notify"]
     with duckdb.connect(str(worker_db), read_only=True) as con:
         assert con.execute("SELECT count(*), count(DISTINCT ts) FROM observations").fetchone() == (
             2208,
@@ -28,31 +26,28 @@ def test_a_run_goes_scheduled_to_completed_through_the_worker(
         assert con.execute("SELECT count(*) FROM daily_avg").fetchone() == (92,)
 
 
-def test_5xx_and_429_are_retried_until_success(prefect_server, process_worker, fake_api):
-    fake_api.inject("coingecko", "500", "429")
-    with prefect_server.client() as client:
-        run = run_deployment(client, "btc-pipeline/btc-hourly", source="coingecko")
-        assert run.state.name == "Completed", run.state.message
-        extract = task_runs(client, run.id)["extract-coingecko"]
-        states = state_names(client, extract)
-        assert states.count("Retrying") == 2 and states[-1] == "Completed"
-        assert extract.run_count == 3
-    assert fake_api.hits("coingecko") == 3 and fake_api.hits("coinbase") == 0
-
-
-def test_a_malformed_payload_is_not_retried_and_fails_over(
-    prefect_server, process_worker, fake_api
+@pytest.mark.parametrize(
+    ("faults", "retries", "hits"),
+    [
+        pytest.param(("500", "429"), 2, (3, 0), id="5xx and 429 are retried until success"),
+        pytest.param(("truncated",), 0, (1, 1), id="a malformed payload fails over at once"),
+        pytest.param(
+            ("down",), 3, (4, 1), id="a provider down for good is retried, then failed over"
+        ),
+    ],
+)
+def test_extract_retries_what_a_retry_can_cure_then_fails_over(
+    prefect_server, process_worker, fake_api, faults, retries, hits
 ):
-    fake_api.inject("coingecko", "truncated")
+    fake_api.inject("coingecko", *faults)
     with prefect_server.client() as client:
         run = run_deployment(client, "btc-pipeline/btc-hourly", source="coingecko")
         assert run.state.name == "Completed", run.state.message
-        tasks = task_runs(client, run.id)
-        coingecko, coinbase = tasks["extract-coingecko"], tasks["extract-coinbase"]
-        assert "Retrying" not in state_names(client, coingecko)
-        assert coingecko.state.name == "Failed" and coingecko.run_count == 1
-        assert coinbase.state.name == "Completed"
-    assert fake_api.hits("coingecko") == 1
+        extract = task_runs(client, run.id)["extract"]
+        states = state_names(client, extract)
+        assert states.count("Retrying") == retries and extract.run_count == retries + 1
+        assert states[-1] == "Completed"
+    assert (fake_api.hits("coingecko"), fake_api.hits("coinbase")) == hits
 
 
 def test_both_providers_down_fails_the_run_and_leaves_data_alone(
@@ -65,6 +60,9 @@ def test_both_providers_down_fails_the_run_and_leaves_data_alone(
     with prefect_server.client() as client:
         run = run_deployment(client, "btc-pipeline/btc-hourly", source="coingecko")
         assert run.state.name == "Failed"
-        assert "HTTP 503" in run.state.message
+        assert (
+            "HTTP 503" in run.state.message
+            and "after failover from: coingecko" in run.state.message
+        )
     with duckdb.connect(str(worker_db), read_only=True) as con:
         assert con.execute("SELECT count(*), sum(price_usd) FROM observations").fetchone() == before

@@ -25,8 +25,14 @@ def test_the_chart_covers_the_last_90_days_and_is_a_stable_png(settings, tmp_pat
     assert path.read_bytes() == png and not list(path.parent.glob(".*"))
 
 
-def test_an_empty_store_has_nothing_to_chart(settings):
-    assert last_days(store_for(settings)) == []
+def test_an_empty_store_has_nothing_to_chart_and_a_missing_one_is_not_created(settings):
+    store = store_for(settings)
+    with pytest.raises(InputError, match=r"no DuckDB file at .*: run the pipeline first"):
+        last_days(store)
+    assert not settings.db_path.exists()
+    with store.connect():  # the schema, no rows
+        pass
+    assert last_days(store) == []
     with pytest.raises(InputError, match="no daily averages"):
         daily_avg_png([])
 

@@ -89,8 +89,11 @@ def test_a_local_data_folder_needs_no_s3():
         ({"BTC_LAKE_DATA_PATH": "s3:///prefix"}, "names no bucket"),
         ({"AWS_SECRET_ACCESS_KEY": ""}, "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
         ({"BTC_S3_ENDPOINT_URL": "127.0.0.1:9000"}, r"must be http\(s\)://host\[:port\]"),
-        ({"BTC_LAKE_INLINE_ROWS": "-1"}, "BTC_LAKE_INLINE_ROWS must be >= 0"),
-        ({"BTC_LAKE_INLINE_ROWS": "many"}, "not a valid int"),
+        ({"BTC_LAKE_INLINE_ROWS": "-1"}, "BTC_LAKE_INLINE_ROWS='-1': input should be greater"),
+        (
+            {"BTC_LAKE_INLINE_ROWS": "many"},
+            "BTC_LAKE_INLINE_ROWS='many': input should be a valid int",
+        ),
     ],
 )
 def test_bad_lake_settings_are_one_line_without_secrets(change, message):

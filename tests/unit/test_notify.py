@@ -1,5 +1,4 @@
 import json
-from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -23,7 +22,7 @@ def test_message_has_latest_average_and_change():
 
 
 def test_file_channel_appends_json_lines(settings):
-    s = replace(settings, notify="file")
+    s = settings.replace(notify="file")
     notify(s, LATEST)
     notify(s, LATEST)
     lines = s.notify_file.read_text().splitlines()
@@ -32,7 +31,7 @@ def test_file_channel_appends_json_lines(settings):
 
 def test_unreachable_webhook_hides_its_url_and_keeps_the_data(settings):
     secret = "http://127.0.0.1:9/services/T000/B000/sekrit-token"
-    s = replace(settings, notify="webhook", webhook_url=secret)
+    s = settings.replace(notify="webhook", webhook_url=secret)
     with pytest.raises(NotifyError) as err:
         notify(s, LATEST)
     assert "sekrit" not in str(err.value) and "127.0.0.1" not in str(err.value)

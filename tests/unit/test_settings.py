@@ -37,14 +37,39 @@ def test_overrides_beat_environment():
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"BTC_SOURCE": "binance"}, "unknown source 'binance'"),
-        ({"BTC_LOCK_TIMEOUT_S": "soon"}, "BTC_LOCK_TIMEOUT_S='soon' is not a valid float"),
-        ({"BTC_SECRETS_FROM": "vault"}, "BTC_SECRETS_FROM must be one of env, prefect-blocks"),
-        ({"BTC_READ_TIMEOUT_S": "0"}, "BTC_READ_TIMEOUT_S must be > 0"),
-        ({"BTC_DASK_WORKERS": "0"}, "BTC_DASK_WORKERS must be >= 1"),
+        (
+            {"BTC_SOURCE": "binance"},
+            "^BTC_SOURCE='binance': input should be 'replay', 'coingecko' or 'coinbase'$",
+        ),
+        (
+            {"BTC_LOCK_TIMEOUT_S": "soon"},
+            "^BTC_LOCK_TIMEOUT_S='soon': input should be a valid number",
+        ),
+        (
+            {"BTC_SECRETS_FROM": "vault"},
+            "^BTC_SECRETS_FROM='vault': input should be 'env' or 'prefect-blocks'$",
+        ),
+        ({"BTC_READ_TIMEOUT_S": "0"}, "^BTC_READ_TIMEOUT_S='0': input should be greater than 0$"),
+        (
+            {"BTC_DASK_WORKERS": "0"},
+            "^BTC_DASK_WORKERS='0': input should be greater than or equal to 1$",
+        ),
+        ({"BTC_HTTP_RETRIES": "1.5"}, "^BTC_HTTP_RETRIES='1.5': input should be a valid integer"),
+        (
+            {"BTC_MAX_PRICE_USD": "inf"},
+            "^BTC_MAX_PRICE_USD='inf': input should be a finite number$",
+        ),
+        (
+            {"BTC_LOCK_TIMEOUT_S": "nan"},
+            "^BTC_LOCK_TIMEOUT_S='nan': input should be a finite number$",
+        ),
+        ({"BTC_NOTIFY_FILE": ""}, None),  # empty means unset: the default stays
     ],
 )
 def test_bad_configuration_is_one_clear_error(env, message):
+    if message is None:
+        assert Settings.from_env(env=env) == Settings.from_env(env={})
+        return
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env=env)
 

@@ -1,6 +1,7 @@
 import socket
 
-from deployments.stack import pick_port, port_is_free
+from deployments.stack import point_clients_at
+from infra.ports import pick_port, port_is_free
 
 
 def test_a_busy_port_is_reported_and_the_next_free_one_used(capsys):
@@ -12,3 +13,36 @@ def test_a_busy_port_is_reported_and_the_next_free_one_used(capsys):
         chosen = pick_port(busy)
     assert chosen > busy and port_is_free(chosen)
     assert f"port {busy} is busy" in capsys.readouterr().out
+
+
+def test_a_port_left_in_time_wait_by_a_stopped_server_is_free_again():
+    """`make down` then `make demo` keeps its URL: the old server's closed connections leave
+    TIME_WAIT sockets on the port, which a server binds through with SO_REUSEADDR (uvicorn's
+    listening sockets have it, and so do the connections they accept)."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server side closes first: its end goes to TIME_WAIT
+        client.close()
+    assert port_is_free(port)
+
+
+def test_the_project_env_file_points_clients_at_the_server_and_keeps_other_lines(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("MY_OWN=1\n")
+    point_clients_at("http://127.0.0.1:4201/api", env)
+    point_clients_at("http://127.0.0.1:4200/api", env)
+    lines = env.read_text().splitlines()
+    assert lines[0] == "MY_OWN=1" and lines[-1] == "PREFECT_API_URL=http://127.0.0.1:4200/api"
+    assert sum(line.startswith("PREFECT_API_URL=") for line in lines) == 1
+    point_clients_at(None, env)
+    assert env.read_text() == "MY_OWN=1\n"
+    point_clients_at(None, env)
+    env.unlink()
+    point_clients_at("http://x/api", env)
+    point_clients_at(None, env)
+    assert not env.exists()

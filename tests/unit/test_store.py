@@ -9,7 +9,7 @@ import pytest
 from btc_core.errors import StoreBusy
 from btc_core.observations import Batch
 from btc_core.sources import Replay
-from btc_core.store import Store
+from btc_core.store import PriceStore, Store
 from tests.csvs import rows, with_close, write
 
 
@@ -41,16 +41,17 @@ def test_a_later_observation_replaces_the_earlier_one(settings, replay_csv, tmp_
     assert count(store, "SELECT price_usd FROM observations ORDER BY ts LIMIT 1 OFFSET 1") == (1.5,)
 
 
-def test_a_failure_inside_the_load_leaves_the_previous_state(settings, tmp_path):
+def test_a_failure_inside_the_load_leaves_the_previous_state(settings, tmp_path, monkeypatch):
     batch = Replay(settings).fetch()
     half = Batch("replay", batch.frame.iloc[:100].reset_index(drop=True))
     Store(tmp_path / "s.duckdb").load(half)
 
-    def crash() -> None:
+    def crash(store: PriceStore) -> None:
         raise RuntimeError("power cut")
 
+    monkeypatch.setattr(PriceStore, "before_commit", crash)
     with pytest.raises(RuntimeError, match="power cut"):
-        Store(tmp_path / "s.duckdb", before_commit=crash).load(batch)
+        Store(tmp_path / "s.duckdb").load(batch)
     assert count(Store(tmp_path / "s.duckdb")) == (100, 100)
 
 

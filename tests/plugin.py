@@ -1,22 +1,28 @@
-"""Pytest plugin shared by every environment's test suite (``pytest_plugins = ["btc_core.testing"]``).
+"""Pytest plugin shared by every environment's test suite (``pytest_plugins = ["tests.plugin"]``;
+the Airflow environment reaches this package through the project's editable install).
 
 - With ``BTC_REQUIRE_ALL=1`` (set by ``.ci/run``) a skipped test counts as a failure: CI cannot
   pass by skipping what it was meant to prove.
-- Fixtures for the recorded data, isolated settings, and the local fake price API.
+- Fixtures for the recorded data, isolated settings, the local fake price API and a local
+  webhook (:class:`WebhookSink`, the one sink of every suite).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from btc_core.fake_api import FakeApi
-from btc_core.settings import DEFAULT_REPLAY_FILE, PROJECT_ROOT, Settings
-
-SHARED_CSV_NAME = "btc_hourly_2019-11-20_2023-12-31.csv"
+from btc_core.settings import DEFAULT_REPLAY_FILE, SHARED_CSV_NAME, Settings, shared_csv_path
 
 
 def require_all() -> bool:
@@ -32,19 +38,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped, but BTC_REQUIRE_ALL=1 forbids skips: {reason}"
-
-
-def shared_csv_path() -> Path | None:
-    """The full recorded data set: ``$BTC_SHARED_DATA`` or ``../shared/data`` beside the repo."""
-    candidates = [
-        Path(os.environ["BTC_SHARED_DATA"]) if os.environ.get("BTC_SHARED_DATA") else None,
-        PROJECT_ROOT.parent / "shared" / "data",
-    ]
-    for folder in filter(None, candidates):
-        path = folder / SHARED_CSV_NAME if folder.is_dir() else folder
-        if path.is_file():
-            return path
-    return None
 
 
 @pytest.fixture(scope="session")
@@ -95,11 +88,48 @@ def fake_api(fake_api_server: FakeApi) -> Iterator[FakeApi]:
 @pytest.fixture
 def live_settings(settings: Settings, fake_api: FakeApi) -> Settings:
     """Settings whose live sources point at the fake API."""
-    from dataclasses import replace
-
-    return replace(
-        settings,
+    return settings.replace(
         source="coingecko",
         coingecko_url=f"{fake_api.url}/coingecko",
         coinbase_url=f"{fake_api.url}/coinbase",
     )
+
+
+@dataclass
+class WebhookSink:
+    """A Slack-compatible webhook on 127.0.0.1 that records (path, body) of each POST."""
+
+    url: str
+    received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    @classmethod
+    @contextmanager
+    def start(cls) -> Iterator[WebhookSink]:
+        sink = cls("")
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                sink.received.append((self.path, json.loads(body)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        sink.url = f"http://127.0.0.1:{server.server_address[1]}"
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield sink
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookSink]:
+    """A webhook of this test's own (the e2e suite shares one across its servers)."""
+    with WebhookSink.start() as sink:
+        yield sink
