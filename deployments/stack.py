@@ -35,6 +35,7 @@ from btc_core.settings import PROJECT_ROOT
 from deployments.names import DOCKER_POOL
 from deployments.runs import run_now
 from infra.ports import DEFAULT_PORT, pick_port
+from infra.signals import sigint_not_ignored
 
 STACK_DIR = PROJECT_ROOT / "var" / "stack"
 PREFECT_HOME = PROJECT_ROOT / "var" / "prefect"
@@ -433,6 +434,7 @@ def main() -> int:
         help="worker polling interval in seconds (Prefect's default is 10)",
     )
     args = parser.parse_args()
+    sigint_not_ignored()  # so that `kill` stops the workers started here, even from `make up &`
     if args.command == "server":
         server(args.port)
         return 0

@@ -36,15 +36,20 @@ def main(argv: list[str]) -> int:
     if not argv:
         print("usage: python -m scripts.process_group COMMAND [ARGS...]", file=sys.stderr)
         return 2
-    child = subprocess.Popen(argv, process_group=0)
     deadline: list[float] = []  # set by the first signal
+    started: list[subprocess.Popen] = []
 
     def forward(sig: int, _frame: object) -> None:
-        signal_group(child.pid, sig)
+        if started:
+            signal_group(started[0].pid, sig)
         deadline.append(time.monotonic() + GRACE_S)
 
+    # Caught before the start, so the command begins with each at its default even where this
+    # process inherited one ignored (a script's `cmd &` ignores SIGINT; exec keeps that).
     for sig in FORWARDED:
         signal.signal(sig, forward)
+    child = subprocess.Popen(argv, process_group=0)
+    started.append(child)
     code = None
     while code is None:
         with suppress(subprocess.TimeoutExpired):

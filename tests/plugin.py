@@ -1,6 +1,7 @@
 """Pytest plugin shared by every environment's test suite (``pytest_plugins = ["tests.plugin"]``;
 the Airflow environment reaches this package through the project's editable install).
 
+- The processes tests start begin with SIGINT at its default (:mod:`infra.signals`).
 - With ``BTC_REQUIRE_ALL=1`` (set by ``.ci/run``) a skipped test counts as a failure: CI cannot
   pass by skipping what it was meant to prove.
 - Fixtures for the recorded data, isolated settings, the local fake price API and a local
@@ -23,6 +24,14 @@ import pytest
 
 from btc_core.fake_api import FakeApi
 from btc_core.settings import DEFAULT_REPLAY_FILE, SHARED_CSV_NAME, Settings, shared_csv_path
+from infra.signals import sigint_not_ignored
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The servers and workers the tests start must stop on SIGTERM as under a service manager,
+    also when the suite itself runs in a script's background (.ci/run may), where SIGINT is
+    inherited ignored."""
+    sigint_not_ignored()
 
 
 def require_all() -> bool:

@@ -26,8 +26,8 @@ from tests.prefect.conftest import PortTaken
 pytestmark = [pytest.mark.integration, pytest.mark.alone]
 # docker stop and most service managers wait 10 s before SIGKILL; on a quiet machine these stops
 # take 0.2-5.3 s (printed). Beside the other xdist worker's stacks they took over 30 s, so `make test`
-# runs this module alone after the parallel suite (mark "alone"). Open: in .ci/run the idle worker's
-# stop has also overrun alone there, while it passes run any other way (cause not found yet).
+# runs this module alone after the parallel suite (mark "alone"). An idle worker that never stopped
+# in .ci/run had inherited SIGINT ignored (a background job); tests/plugin.py now catches it again.
 GRACE_S = 10.0
 FIRST_PORT = 4840  # this suite's ports: 4840-4899
 
