@@ -51,6 +51,12 @@ def load(settings: Settings, batch: Batch) -> LoadResult:
     return store_for(settings).load(batch)
 
 
+def load_retrying(settings: Settings, batch: Batch) -> LoadResult:
+    """:func:`load` with the retry policy, as the plain runner's orchestrator: a store busy
+    with another writer is tried again like on every other path."""
+    return retrying(RetryPolicy.from_settings(settings), lambda _attempt: load(settings, batch))
+
+
 def latest(settings: Settings) -> Latest | None:
     """The newest daily average and the one before it (None while the store is empty)."""
     return transform.latest(store_for(settings))
@@ -78,7 +84,7 @@ def run_cycle(
     """One hourly cycle: extract, load, notify. A failed notification is reported, not
     raised: the data stays loaded."""
     batch = extract(settings, window, replay_file)
-    report = RunReport(batch, load(settings, batch), latest(settings))
+    report = RunReport(batch, load_retrying(settings, batch), latest(settings))
     try:
         report.notified = notify(settings, report.latest)
     except NotifyError as exc:
@@ -103,7 +109,7 @@ def backfill(
     chunks = list(window.chunks(size)) if size else [window]
     results = []
     for part in chunks:
-        result = load(settings, extract(settings, part, replay_file))
+        result = load_retrying(settings, extract(settings, part, replay_file))
         results.append(result)
         if on_chunk:
             on_chunk(part, result)

@@ -3,8 +3,8 @@
 **Retry.** A step that fails with a retryable error (429, 5xx, timeouts, unreachable source, busy
 store: :func:`btc_core.errors.is_retryable`) is tried again, at most ``BTC_HTTP_RETRIES`` more
 times, ``BTC_RETRY_BASE_S * 2**(n-1)`` seconds before retry *n* (capped at
-``BTC_RETRY_MAX_WAIT_S``); a 429 whose Retry-After asks for longer waits that long. Any other
-failure is final at once. Each orchestrator declares these numbers in its own way — Prefect task
+``BTC_RETRY_MAX_WAIT_S``, no jitter); a 429 whose Retry-After asks for longer waits that long,
+within the same cap. Any other failure is final at once. Each orchestrator declares these numbers in its own way — Prefect task
 ``retries``/``retry_delay_seconds``/``retry_condition_fn``, Dagster ``RetryRequested``, Airflow
 ``retries`` + ``retry_policy`` — and the plain runner uses :func:`retrying`. The orchestrator waits
 :meth:`RetryPolicy.backoff`; the part of a Retry-After beyond it is waited inside the step, so the

@@ -5,8 +5,9 @@ rather than an IO manager. Both pairs write the same two tables through btc_core
 upsert; Dagster tracks them apart because an asset has exactly one partitioning.
 """
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from dagster import (
     AssetExecutionContext,
@@ -24,7 +25,8 @@ from btc_core.errors import BtcError
 from btc_core.observations import Batch, Window
 from btc_core.policy import RetryPolicy
 from btc_core.report import markdown_table, recent_days, store_stats
-from btc_core.store import LoadResult, PriceStore
+from btc_core.settings import Settings
+from btc_core.store import LoadResult
 from btc_core.transform import refresh_daily_avg
 from dagster_port.resources import DuckDBStore, PriceSource
 
@@ -39,6 +41,7 @@ HOURLY_FRESHNESS = FreshnessPolicy.time_window(
 )
 # The first UTC day of the recorded data set (shared/data); older days have nothing to load.
 DAILY_PARTITIONS = DailyPartitionsDefinition(start_date="2019-11-20")
+T = TypeVar("T")
 
 # eager(), with two changes. It waits for btc_price's blocking checks, so a bad price never
 # reaches the averages. And its "handled" reset ignores a daily_avg update when btc_price updated
@@ -68,16 +71,16 @@ def _load_metadata(batch: Batch, result: LoadResult) -> dict[str, Any]:
     }
 
 
-def _fetch(context: AssetExecutionContext, source: PriceSource, window: Window | None) -> Batch:
-    """One try of the extract step. btc_core's retry policy in Dagster's terms: a retryable
-    failure while retries are left asks Dagster for a retry after the policy's backoff
-    (``RetryRequested``); anything else fails the step at once (a ``RetryPolicy`` would retry
-    every exception, a wrong API key included)."""
+def _try(context: AssetExecutionContext, settings: Settings, step: Callable[[int], T]) -> T:
+    """One try of a step (``step(attempt)``): btc_core's retry policy in Dagster's terms. A
+    retryable failure (source or busy store) while retries are left asks Dagster for a retry after
+    the policy's backoff (``RetryRequested``); anything else fails the step at once (a
+    ``RetryPolicy`` would retry every exception, a wrong API key included)."""
     attempt = context.retry_number + 1
     try:
-        return source.fetch(window, attempt)
+        return step(attempt)
     except BtcError as exc:
-        policy = RetryPolicy.from_settings(source.settings())
+        policy = RetryPolicy.from_settings(settings)
         if not policy.retries_left(attempt, exc):
             raise
         raise RetryRequested(policy.retries, policy.backoff(attempt)) from exc
@@ -86,9 +89,9 @@ def _fetch(context: AssetExecutionContext, source: PriceSource, window: Window |
 def _load(
     context: AssetExecutionContext, source: PriceSource, duckdb: DuckDBStore, window: Window | None
 ) -> MaterializeResult:
-    batch = _fetch(context, source, window)
+    batch = _try(context, source.settings(), lambda attempt: source.fetch(window, attempt))
     store = duckdb.store()
-    result = store.load(batch)
+    result = _try(context, duckdb.settings(), lambda _attempt: store.load(batch))
     for level, line in batch.log_lines():
         context.log.log(level, line)
     context.log.info(result.summary())
@@ -103,19 +106,23 @@ def _load(
     )
 
 
-def _daily_metadata(store: PriceStore, written: int) -> dict[str, Any]:
-    """What the asset page shows for ``daily_avg``: sizes, the newest day, a preview."""
+def _daily_metadata(duckdb: DuckDBStore, written: int) -> dict[str, Any]:
+    """What the asset page shows for ``daily_avg``: sizes and the newest day; with
+    ``BTC_ARTIFACTS=full`` also its price and a preview (prices stay off the control plane
+    otherwise, as in Prefect's artifacts)."""
+    store = duckdb.store()
     stats = store_stats(store)
     preview = recent_days(store, 7)
     metadata: dict[str, Any] = {
         "days_written": written,
         "dagster/row_count": stats["daily_avg_rows"],
-        "preview": MetadataValue.md(markdown_table(preview)),
     }
     if preview:
+        metadata["latest_day"] = preview[0]["day"]
+    if preview and duckdb.settings().artifacts == "full":
         metadata |= {
-            "latest_day": preview[0]["day"],
             "latest_avg_price_usd": preview[0]["avg_price_usd"],
+            "preview": MetadataValue.md(markdown_table(preview)),
         }
     return metadata
 
@@ -139,7 +146,7 @@ def btc_price(
     automation_condition=DAILY_AVG_AUTOMATION,
     freshness_policy=HOURLY_FRESHNESS,
 )
-def daily_avg(duckdb: DuckDBStore) -> MaterializeResult:
+def daily_avg(context: AssetExecutionContext, duckdb: DuckDBStore) -> MaterializeResult:
     """Average price per UTC day (table ``daily_avg``), recomputed for every day.
 
     Automation: after every ``btc_price`` update, once its blocking checks passed (see
@@ -147,7 +154,8 @@ def daily_avg(duckdb: DuckDBStore) -> MaterializeResult:
     however many ``btc_price`` updates one ``daily_avg`` run follows.
     """
     store = duckdb.store()
-    return MaterializeResult(metadata=_daily_metadata(store, refresh_daily_avg(store)))
+    written = _try(context, duckdb.settings(), lambda _attempt: refresh_daily_avg(store))
+    return MaterializeResult(metadata=_daily_metadata(duckdb, written))
 
 
 def _partition_window(context: AssetExecutionContext) -> Window:
@@ -181,6 +189,7 @@ def daily_avg_by_day(context: AssetExecutionContext, duckdb: DuckDBStore) -> Mat
     """Daily averages of the partition's days."""
     days = _partition_window(context).day_list()
     store = duckdb.store()
-    return MaterializeResult(
-        metadata=_daily_metadata(store, refresh_daily_avg(store, days[0], days[-1]))
+    written = _try(
+        context, duckdb.settings(), lambda _attempt: refresh_daily_avg(store, days[0], days[-1])
     )
+    return MaterializeResult(metadata=_daily_metadata(duckdb, written))

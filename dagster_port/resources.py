@@ -44,6 +44,11 @@ class DuckDBStore(BtcResource):
 
     db_path: str = str(default("db_path"))
     lock_timeout_s: float = default("lock_timeout_s")
+    # a busy file is retried with the policy of every step; artifacts: what the asset pages show
+    http_retries: int = default("http_retries")
+    retry_base_s: float = default("retry_base_s")
+    retry_max_wait_s: float = default("retry_max_wait_s")
+    artifacts: str = default("artifacts")
 
     def store(self) -> PriceStore:
         """btc_core's store for this file: every access takes the writer lock."""

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import pytest
 from dagster import DagsterInstance, materialize
 
 from btc_core.observations import Window
@@ -13,6 +14,7 @@ from btc_core.settings import Settings
 from btc_core.transform import export
 from dagster_port.assets import btc_price, btc_price_by_day, daily_avg, daily_avg_by_day
 from dagster_port.resources import BtcResource, resources_for
+from tests.busy import busy_once
 
 
 def test_both_assets_give_the_plain_path_bytes(
@@ -101,3 +103,29 @@ def test_a_range_of_days_backfills_in_one_run_like_the_plain_backfill(
     backfill(plain, Window.days(*(date.fromisoformat(d) for d in ("2023-11-01", "2023-11-03"))))
     assert export(store_for(settings)) == export(store_for(plain))
     assert len(json.loads(export(store_for(settings)))) == 3
+
+
+def test_a_busy_store_is_retried_like_on_every_path(
+    settings: Settings, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer holds the DuckDB file past the lock wait once: the step asks Dagster for a
+    retry (btc_core's policy) and the materialization succeeds, instead of failing for good."""
+    busy = settings.replace(lock_timeout_s=0.3, retry_base_s=0.1)
+    with busy_once(monkeypatch, busy.db_path) as give_ups:
+        result = materialize([btc_price], resources=resources_for(busy), instance=instance)
+
+    assert result.success and len(give_ups) == 1
+    assert [e.step_key for e in result.all_events if e.is_step_up_for_retry] == ["btc_price"]
+
+
+def test_summary_artifacts_keep_prices_off_the_asset_pages(
+    settings: Settings, instance: DagsterInstance
+) -> None:
+    """BTC_ARTIFACTS=summary: counts and days on the asset page, no price (as Prefect's)."""
+    summary = resources_for(settings.replace(artifacts="summary", chart="link"))
+    result = materialize([btc_price, daily_avg], resources=summary, instance=instance)
+
+    (event,) = result.asset_materializations_for_node("daily_avg")
+    assert event.metadata["days_written"].value == 92
+    assert event.metadata["latest_day"].value == "2023-12-31"
+    assert not {"preview", "latest_avg_price_usd"} & set(event.metadata)

@@ -8,8 +8,10 @@ import pytest
 
 from btc_core.errors import StoreBusy
 from btc_core.observations import Batch
+from btc_core.pipeline import run_cycle
 from btc_core.sources import Replay
 from btc_core.store import PriceStore, Store
+from tests.busy import busy_once
 from tests.csvs import rows, with_close, write
 
 
@@ -106,3 +108,12 @@ def test_a_foreign_process_holding_duckdb_is_a_clear_error_not_a_lock_error(sett
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_the_plain_runner_retries_a_busy_store_like_every_path(settings, monkeypatch):
+    """A writer holds the file past the lock wait once: ``btc run`` retries the load, as Prefect,
+    Dagster and Airflow do, instead of failing the run."""
+    settings = settings.replace(lock_timeout_s=0.3)
+    with busy_once(monkeypatch, settings.db_path) as give_ups:
+        report = run_cycle(settings)
+    assert len(give_ups) == 1 and report.load.inserted == 2208
