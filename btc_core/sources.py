@@ -88,11 +88,7 @@ class HttpJson:
             raise ClientError(f"{where}: HTTP {resp.status_code} (check the URL and API key)")
         try:
             return resp.json()
-        except (
-            ValueError,
-            RecursionError,
-            requests.JSONDecodeError,
-        ):  # deep nesting: RecursionError
+        except (ValueError, RecursionError):  # requests' JSONDecodeError; deep nesting
             # The shape only, never the text: it may hold prices (strict hybrid: no data values
             # in messages that reach the control plane).
             kind = resp.headers.get("Content-Type", "no content type").split(";")[0]

@@ -257,14 +257,17 @@ def test_a_hostile_input_is_one_line_and_changes_nothing(
         assert len(errors[0]) < 300 + max(map(len, argv)), "one readable line"
     else:
         assert code == 0 and not errors, err
-        _accounted(err)
+        _accounted(argv[0], err)
     assert content(db) == checksum
 
 
-def _accounted(err: str) -> None:
-    """The closing summary's numbers add up: received = kept + rejected + duplicates."""
+def _accounted(command: str, err: str) -> None:
+    """A run or backfill that succeeded printed its closing line, and a run's numbers add up:
+    received = kept + rejected + duplicates (export and chart say nothing of rows)."""
     found = re.search(r"(\d+) observations kept of (\d+) received \((\d+) rejected, (\d+) dup", err)
-    if found:  # a run; export and chart say nothing of rows
+    closing = {"run": found, "backfill": re.search(r"^backfilled .+ rows rejected$", err, re.M)}
+    assert closing.get(command, True), f"no closing line:\n{err}"
+    if found:
         kept, received, rejected, duplicates = map(int, found.groups())
         assert received == kept + rejected + duplicates, err
 
