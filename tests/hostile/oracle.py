@@ -7,14 +7,17 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from typing import TypeVar
 
 MAX_EPOCH_S = 4_102_444_800  # 2100-01-01
 NON_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 EPOCH_CHARS = set("+-.0123456789")
 PRICE_CHARS = EPOCH_CHARS | set("eE")
+N = TypeVar("N", Decimal, float)
 
 
 @dataclass
@@ -30,16 +33,23 @@ class Expected:
     changed: int = 0
 
 
+def _number(text: str, allowed: set[str], kind: Callable[[str], N]) -> N | None:
+    """``kind(text)`` when ``text`` has only ``allowed`` characters and parses, else None."""
+    if not set(text) <= allowed:
+        return None
+    try:
+        return kind(text)
+    except (ArithmeticError, ValueError):  # decimal's InvalidOperation is an ArithmeticError
+        return None
+
+
 def judge(epoch: str, price: str, now_s: int, max_price: float) -> tuple[str | None, int | None]:
     """(reason or None, epoch seconds if the timestamp is valid) for one row's two fields."""
     epoch, price = epoch.strip(" "), price.strip(" ")
     if not epoch:
         return "missing timestamp", None
-    try:
-        if not set(epoch) <= EPOCH_CHARS:
-            raise InvalidOperation
-        when = Decimal(epoch)
-    except InvalidOperation:
+    when = _number(epoch, EPOCH_CHARS, Decimal)
+    if when is None:
         return "non-numeric timestamp", None
     if when != when.to_integral_value():
         return "timestamp not a whole second", None
@@ -50,11 +60,8 @@ def judge(epoch: str, price: str, now_s: int, max_price: float) -> tuple[str | N
         return "missing price", seconds
     if price.lower() in NON_FINITE:
         return "non-finite price", seconds
-    try:
-        if not set(price) <= PRICE_CHARS:
-            raise ValueError
-        value = float(price)
-    except ValueError:
+    value = _number(price, PRICE_CHARS, float)
+    if value is None:
         return "non-numeric price", seconds
     if value <= 0:
         return "non-positive price", seconds
