@@ -6,7 +6,8 @@ upsert; Dagster tracks them apart because an asset has exactly one partitioning.
 """
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from dagster import (
@@ -127,6 +128,17 @@ def _daily_metadata(duckdb: DuckDBStore, written: int) -> dict[str, Any]:
     return metadata
 
 
+def _refresh(
+    context: AssetExecutionContext, duckdb: DuckDBStore, first: date | None, last: date | None
+) -> MaterializeResult:
+    """Recompute ``daily_avg`` for ``first``..``last`` (all days when None), retried like a load."""
+    store = duckdb.store()
+    written = _try(
+        context, duckdb.settings(), lambda _attempt: refresh_daily_avg(store, first, last)
+    )
+    return MaterializeResult(metadata=_daily_metadata(duckdb, written))
+
+
 @asset(group_name=GROUP, kinds={"duckdb"}, pool=DUCKDB_POOL, freshness_policy=HOURLY_FRESHNESS)
 def btc_price(
     context: AssetExecutionContext, price_source: PriceSource, duckdb: DuckDBStore
@@ -153,9 +165,18 @@ def daily_avg(context: AssetExecutionContext, duckdb: DuckDBStore) -> Materializ
     ``DAILY_AVG_AUTOMATION``). Recomputing every day is one GROUP BY in DuckDB, and stays right
     however many ``btc_price`` updates one ``daily_avg`` run follows.
     """
-    store = duckdb.store()
-    written = _try(context, duckdb.settings(), lambda _attempt: refresh_daily_avg(store))
-    return MaterializeResult(metadata=_daily_metadata(duckdb, written))
+    return _refresh(context, duckdb, None, None)
+
+
+# The backfill twins: whole UTC days, a range of days in one run.
+by_day_asset = partial(
+    asset,
+    group_name=BACKFILL_GROUP,
+    kinds={"duckdb"},
+    pool=DUCKDB_POOL,
+    partitions_def=DAILY_PARTITIONS,
+    backfill_policy=BackfillPolicy.single_run(),
+)
 
 
 def _partition_window(context: AssetExecutionContext) -> Window:
@@ -163,13 +184,7 @@ def _partition_window(context: AssetExecutionContext) -> Window:
     return Window(span.start, span.end)
 
 
-@asset(
-    group_name=BACKFILL_GROUP,
-    kinds={"duckdb"},
-    pool=DUCKDB_POOL,
-    partitions_def=DAILY_PARTITIONS,
-    backfill_policy=BackfillPolicy.single_run(),
-)
+@by_day_asset()
 def btc_price_by_day(
     context: AssetExecutionContext, price_source: PriceSource, duckdb: DuckDBStore
 ) -> MaterializeResult:
@@ -177,19 +192,8 @@ def btc_price_by_day(
     return _load(context, price_source, duckdb, _partition_window(context))
 
 
-@asset(
-    group_name=BACKFILL_GROUP,
-    deps=[btc_price_by_day],
-    kinds={"duckdb"},
-    pool=DUCKDB_POOL,
-    partitions_def=DAILY_PARTITIONS,
-    backfill_policy=BackfillPolicy.single_run(),
-)
+@by_day_asset(deps=[btc_price_by_day])
 def daily_avg_by_day(context: AssetExecutionContext, duckdb: DuckDBStore) -> MaterializeResult:
     """Daily averages of the partition's days."""
     days = _partition_window(context).day_list()
-    store = duckdb.store()
-    written = _try(
-        context, duckdb.settings(), lambda _attempt: refresh_daily_avg(store, days[0], days[-1])
-    )
-    return MaterializeResult(metadata=_daily_metadata(duckdb, written))
+    return _refresh(context, duckdb, days[0], days[-1])
