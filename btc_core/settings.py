@@ -91,7 +91,6 @@ class Settings(BaseSettings):
     retry_max_wait_s: Annotated[float, Field(ge=0)] = 30.0
     task_timeout_s: Positive = 300.0
     extract_cache_s: Positive = 300.0
-    lookback_hours: Annotated[int, Field(gt=0)] = 24
     max_staleness_s: Positive = 3600.0
     max_price_usd: Positive = 10_000_000.0
     notify: NotifyChannel = "stdout"
