@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -341,13 +341,26 @@ def server(port: int) -> Stack:
     return stack
 
 
+def settle(stack: Stack) -> Stack:
+    """The recorded state made true: dead workers dropped, and live workers of a dead server
+    stopped (they would poll a URL that is gone, and no ``make down`` would know them)."""
+    live = [pid for pid in stack.worker_pids if _alive(pid)]
+    if live and not stack.running():
+        for pid in live:
+            stop(pid, sigints=2)
+            print(f"stopped worker PID {pid}: its server {stack.url} is gone")
+        live = []
+    return replace(stack, worker_pids=live)
+
+
 def up(port: int, poll_s: float, docker: bool = False) -> Stack:
     """Server, setup, deployments and one process worker; the state saved in var/stack. The
     Docker pool and its deployment only with ``docker`` (make hybrid starts its worker)."""
-    stack = Stack.load()
-    if stack.worker_pids and all(_alive(p) for p in [stack.server_pid, *stack.worker_pids]):
+    stack = settle(Stack.load())
+    if stack.worker_pids and stack.running():
         print(f"already running: {stack.url}")
         return stack
+    stack.save()
     stack = server(port)
     setup_and_deploy(PREFECT_HOME, stack.api_url, docker=docker)
     print("setup    work pools, Secret blocks, writer limit, automations (deployments/setup.py)")

@@ -1,6 +1,8 @@
 import socket
+import subprocess
+import sys
 
-from deployments.stack import point_clients_at
+from deployments.stack import Stack, point_clients_at, settle
 from infra.ports import pick_port, port_is_free
 
 
@@ -46,3 +48,42 @@ def test_the_project_env_file_points_clients_at_the_server_and_keeps_other_lines
     point_clients_at("http://x/api", env)
     point_clients_at(None, env)
     assert not env.exists()
+
+
+def sleeper() -> subprocess.Popen:
+    """A live process to record as a server or worker: a group of its own, as the stack starts
+    them, and SIGINT ends it, as it ends a worker."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
+
+
+def test_up_after_the_server_died_stops_its_orphaned_worker_and_forgets_dead_ones(capsys):
+    """`make up` after a kill -9 of the server: the worker still alive would poll a dead URL and
+    be lost to `make down`; it is stopped, and PIDs of workers already gone are dropped."""
+    server, worker, gone = sleeper(), sleeper(), sleeper()
+    gone.kill()
+    gone.wait()
+    server.kill()
+    server.wait()
+    try:
+        stack = Stack("http://127.0.0.1:1", server.pid, [worker.pid, gone.pid])
+        assert settle(stack).worker_pids == []
+        assert worker.wait(10) is not None
+        assert f"stopped worker PID {worker.pid}" in capsys.readouterr().out
+    finally:
+        worker.kill()
+
+
+def test_up_with_a_live_server_keeps_its_live_workers():
+    server, worker, gone = sleeper(), sleeper(), sleeper()
+    gone.kill()
+    gone.wait()
+    try:
+        stack = Stack("http://127.0.0.1:1", server.pid, [worker.pid, gone.pid])
+        assert settle(stack).worker_pids == [worker.pid]
+        assert worker.poll() is None
+    finally:
+        for proc in (server, worker):
+            proc.kill()
+            proc.wait()
