@@ -2,6 +2,7 @@ import socket
 import subprocess
 import sys
 
+from deployments.doctor import _fix_unreachable
 from deployments.stack import Stack, point_clients_at, settle
 from infra.ports import pick_port, port_is_free
 
@@ -87,3 +88,22 @@ def test_up_with_a_live_server_keeps_its_live_workers():
         for proc in (server, worker):
             proc.kill()
             proc.wait()
+
+
+def test_doctor_points_at_the_projects_server_on_another_port_or_says_it_stopped():
+    """PREFECT_API_URL does not answer: the fix names this project's server where it really
+    runs (`make up` moved to a free port), or says the recorded server has stopped."""
+    server = sleeper()
+    try:
+        moved = Stack("http://127.0.0.1:4201", server.pid)
+        fix = _fix_unreachable("http://127.0.0.1:4200/api", moved)
+        assert fix == (
+            "this project's server runs at http://127.0.0.1:4201: "
+            "export PREFECT_API_URL=http://127.0.0.1:4201/api"
+        )
+    finally:
+        server.kill()
+        server.wait()
+    stale = _fix_unreachable("http://127.0.0.1:4201/api", moved)
+    assert stale == "the server recorded in var/stack has stopped: make up (starts it again)"
+    assert _fix_unreachable("http://x/api", Stack()).startswith("make server")
