@@ -4,6 +4,8 @@ the Airflow environment reaches this package through the project's editable inst
 - The processes tests start begin with SIGINT at its default (:mod:`infra.signals`).
 - With ``BTC_REQUIRE_ALL=1`` (set by ``.ci/run``) a skipped test counts as a failure: CI cannot
   pass by skipping what it was meant to prove.
+- Figures a test measures (``figure("...")``) are printed together at the end of the run, so
+  they reach the CI log (pytest shows a passing test's own output to nobody).
 - Fixtures for the recorded data, isolated settings, the local fake price API and a local
   webhook (:class:`WebhookSink`, the one sink of every suite).
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,6 +49,28 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped, but BTC_REQUIRE_ALL=1 forbids skips: {reason}"
+
+
+FIGURES: list[tuple[str, str]] = []  # (test id, figure), gathered on the controlling process
+
+
+@pytest.fixture
+def figure(record_property: Callable[[str, object], None]) -> Callable[[str], None]:
+    """Record one line of figures this test measured, for the run's closing summary (xdist
+    carries user properties from its workers)."""
+    return lambda text: record_property("figure", text)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        FIGURES.extend((report.nodeid, v) for k, v in report.user_properties if k == "figure")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("figures measured by the tests")
+        for nodeid, text in FIGURES:
+            terminalreporter.write_line(f"{nodeid.split('::')[-1]}: {text}")
 
 
 @pytest.fixture(scope="session")

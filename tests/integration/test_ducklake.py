@@ -139,7 +139,9 @@ def day_batches(settings: Settings, n: int) -> list[Batch]:
 
 
 @pytest.mark.parametrize("inline_rows", [0, 100])
-def test_compaction_leaves_one_file_per_table_and_the_same_export(settings, lake, inline_rows):
+def test_compaction_leaves_one_file_per_table_and_the_same_export(
+    settings, lake, inline_rows, figure
+):
     store = lake_store(settings, lake, inline_rows)
     for batch in day_batches(settings, 6):  # six hourly-sized writes of 24 rows
         store.load(batch)
@@ -147,7 +149,7 @@ def test_compaction_leaves_one_file_per_table_and_the_same_export(settings, lake
     before = store.file_counts()
     expected = export(store)
     result = store.compact()
-    print(f"inline_rows={inline_rows}: {result.summary()}")
+    figure(f"inline_rows={inline_rows}: {result.summary()}")
     if inline_rows:
         assert before == {"observations": 0, "daily_avg": 0}, "small writes stay in the catalog"
     else:

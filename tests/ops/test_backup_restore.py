@@ -128,7 +128,7 @@ def next_scheduled_run_completes(server: Server, backed_up_at) -> str:
         return wait(client, upcoming[0].id, timeout_s=300).state.name
 
 
-def test_backup_of_postgres_and_store_restores_onto_a_fresh_server(ha: Ha, tmp_path: Path):
+def test_backup_of_postgres_and_store_restores_onto_a_fresh_server(ha: Ha, tmp_path: Path, figure):
     secret = f"restore-me-{uuid.uuid4().hex}"
     ha.worker()
     with ha.server.client() as client:
@@ -191,13 +191,15 @@ def test_backup_of_postgres_and_store_restores_onto_a_fresh_server(ha: Ha, tmp_p
                 assert Secret.load("ops-backup-probe").get() == secret
             server.worker(poll_s=1.0, **worker_env(restored_db))
             assert next_scheduled_run_completes(server, backed_up_at) == "Completed"
-    print(
-        f"\nops: PostgreSQL backup {backup_s:.1f} s (pg_dump {manifest['database_seconds']} s, "
+    figure(
+        f"PostgreSQL backup {backup_s:.1f} s (pg_dump {manifest['database_seconds']} s, "
         f"store {manifest['store_seconds']} s), restore {restore_s:.1f} s"
     )
 
 
-def test_backup_of_sqlite_through_its_backup_api_restores_onto_a_fresh_server(tmp_path: Path):
+def test_backup_of_sqlite_through_its_backup_api_restores_onto_a_fresh_server(
+    tmp_path: Path, figure
+):
     secret = f"restore-me-{uuid.uuid4().hex}"
     source_home, restored_home = tmp_path / "source" / "home", tmp_path / "restored" / "home"
     no_store = str(tmp_path / "no-store" / "btc.duckdb")  # this host runs no worker
@@ -219,7 +221,7 @@ def test_backup_of_sqlite_through_its_backup_api_restores_onto_a_fresh_server(tm
     )
     with fresh_server(tmp_path / "restored") as server, server.in_process():
         assert Secret.load("ops-backup-probe").get() == secret
-    print(f"\nops: SQLite backup {backup_s:.1f} s, restore {restore_s:.1f} s")
+    figure(f"SQLite backup {backup_s:.1f} s, restore {restore_s:.1f} s")
 
 
 def test_backup_of_a_missing_database_says_so_in_one_line_and_leaves_no_folder(tmp_path: Path):

@@ -146,7 +146,7 @@ def test_metrics_count_runs_and_rows_and_alerts_fire_on_failures_and_rejected_ro
     assert eventually(lambda: alerts(ha, "BtcDailyAverageStale"), 30, "BtcDailyAverageStale")
 
 
-def test_alert_late_runs_fire_when_the_worker_stops(ha: Ha):
+def test_alert_late_runs_fire_when_the_worker_stops(ha: Ha, figure):
     ha.worker()
     online = "btc_pool_workers_online{pool='btc-process'} == 1"
     eventually(lambda: query(ha, online), 60, "Prometheus sees the worker online")
@@ -163,4 +163,4 @@ def test_alert_late_runs_fire_when_the_worker_stops(ha: Ha):
         assert client.read_flow_run(late_run.id).state.name == "Late"
         client.delete_flow_run(late_run.id)  # nothing Late left for the other tests
     assert [a["labels"]["pool"] for a in firing] == ["btc-process"]
-    print(f"\nops: BtcRunsLateNoWorker fired {fired_after:.0f} s after the worker stopped")
+    figure(f"BtcRunsLateNoWorker fired {fired_after:.0f} s after the worker stopped")

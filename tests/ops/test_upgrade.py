@@ -74,7 +74,7 @@ def old_cli(prefect: Path, env: dict[str, str], *args: str) -> str:
 
 
 def test_upgrade_from_the_previous_minor_release_then_its_run_completes(
-    old_prefect: Path, tmp_path: Path
+    old_prefect: Path, tmp_path: Path, figure
 ):
     if not postgres_available():
         pytest.skip(NO_POSTGRES)
@@ -139,4 +139,4 @@ def test_upgrade_from_the_previous_minor_release_then_its_run_completes(
         finally:
             server.stop_workers()
             stop(proc.pid, sigints=1)
-    print(f"\nops: schema {old_revision} ({PREVIOUS}) -> {new_revision} in {migrated_s:.1f} s")
+    figure(f"schema {old_revision} ({PREVIOUS}) -> {new_revision} in {migrated_s:.1f} s")

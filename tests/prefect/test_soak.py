@@ -66,7 +66,7 @@ def soak_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
 
 
 @pytest.mark.timeout(RUNS * 30 + 300)  # ~6 s a run on a quiet machine; pytest's 600 s is too short
-def test_sequential_runs_never_fail_and_the_worker_stays_bounded(soak_server, tmp_path):
+def test_sequential_runs_never_fail_and_the_worker_stays_bounded(soak_server, tmp_path, figure):
     db = tmp_path / "btc.duckdb"
     worker = soak_server.worker(poll_s=1.0, BTC_DB_PATH=str(db), BTC_NOTIFY="none")
     durations, series = [], []
@@ -104,7 +104,7 @@ def test_sequential_runs_never_fail_and_the_worker_stays_bounded(soak_server, tm
     report["projected_mib_at_run_720"] = round(mib1 + per_run * (MONTH_OF_HOURLY_RUNS - n1), 1)
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps(report, indent=1))
-    print(f"\nsoak: {report}")
+    figure(f"soak: {report}")
     assert completed >= RUNS
     assert bad == [], [(r.name, r.state.message) for r in bad]
     assert left == [], f"flow processes left behind by the worker: {left}"
