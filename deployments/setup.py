@@ -7,7 +7,8 @@
 
 Safe to run again and again: pools are overwritten with the template from this file, existing
 Secret blocks are only replaced when a value is given in the environment, limits and automations
-are updated in place.
+are updated in place. The Docker pool, the S3 block and the cluster pools import their packages
+(dependency group ``platform``) when asked for: ``make demo`` needs only the ``prefect`` group.
 """
 
 from __future__ import annotations
@@ -30,11 +31,8 @@ from prefect.events.actions import ChangeFlowRunState, DoNothing, SendNotificati
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
 from prefect.workers.process import ProcessWorker
-from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
-from prefect_docker.worker import DockerWorker
 
 from btc_core.settings import Settings
-from deployments.cluster import ensure_cluster_pools
 from deployments.names import DOCKER_POOL, PROCESS_POOL
 from flows.btc import PLACEHOLDER, SECRET_BLOCKS, WRITER_LIMIT
 from infra.image import flow_image
@@ -75,6 +73,8 @@ def docker_job_template(image: str) -> dict:
     tag, pulled only if absent), host networking (a container reaches an API on 127.0.0.1), the
     DuckDB volume, the worker-side secrets folder, and PREFECT_HOME inside the image (a worker
     passes its own Prefect settings on to the containers it starts)."""
+    from prefect_docker.worker import DockerWorker
+
     template = DockerWorker.get_default_base_job_template()
     defaults = {
         "image": image,
@@ -123,6 +123,8 @@ def ensure_result_storage(
     the worker's environment (AWS_ACCESS_KEY_ID, ...). Workers opt in with
     PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK=s3-bucket/btc-results. ``create_bucket`` creates
     the bucket if missing, with the keys of this environment (a fresh MinIO, say)."""
+    from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
+
     credentials = AwsCredentials(
         region_name="us-east-1",
         aws_client_parameters=AwsClientParameters(endpoint_url=endpoint_url),
@@ -320,6 +322,8 @@ def main() -> int:
         pools = ensure_work_pools(client, args.flow_image, docker=not args.no_docker_pool)
         print(f"work pools: {', '.join(pools)}")
         if args.cluster_pools:
+            from deployments.cluster import ensure_cluster_pools
+
             print(f"cluster pools: {', '.join(ensure_cluster_pools(client, args.flow_image))}")
         if args.s3_bucket:
             storage = ensure_result_storage(

@@ -27,4 +27,4 @@ fi
 export PREFECT_WORKER_QUERY_SECONDS="$POLL"
 export PREFECT_WORKER_PREFETCH_SECONDS="$POLL"
 export PREFECT_FLOWS_HEARTBEAT_FREQUENCY="${PREFECT_FLOWS_HEARTBEAT_FREQUENCY:-30}"
-exec python3 -m uv run --frozen prefect worker start --pool "$POOL" --type docker --name "$(hostname)-$POOL"
+exec python3 -m uv run --frozen --group platform prefect worker start --pool "$POOL" --type docker --name "$(hostname)-$POOL"
