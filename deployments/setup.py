@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 from datetime import timedelta
+from importlib.util import find_spec
 from uuid import UUID
 
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
@@ -317,6 +318,13 @@ def main() -> int:
         help="seconds without a heartbeat before a run is marked Crashed",
     )
     args = parser.parse_args()
+    needed = {"prefect_docker": not args.no_docker_pool, "prefect_aws": bool(args.s3_bucket)}
+    missing = [name for name, wanted in needed.items() if wanted and not find_spec(name)]
+    if missing:
+        parser.error(
+            f"{' and '.join(missing)} not installed (the platform group): "
+            "python3 -m uv sync --group platform, or leave the Docker pool out (--no-docker-pool)"
+        )
     settings = Settings.from_env()
     with get_client(sync_client=True) as client:
         pools = ensure_work_pools(client, args.flow_image, docker=not args.no_docker_pool)
