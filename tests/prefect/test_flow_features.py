@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import json
+import logging
 import time
 import uuid
 
@@ -10,6 +11,7 @@ import duckdb
 import pytest
 from prefect.blocks.system import Secret
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
 
 from flows.btc import CHART_KEY, btc_backfill, btc_pipeline
@@ -124,6 +126,11 @@ def test_backfill_in_process_has_no_duplicate_rows(against, tmp_path):
             r.name.rsplit("-", 1)[0] for r in all_task_runs(client, state.state_details.flow_run_id)
         )
     assert names == ["chart"] + ["extract"] * 4 + ["load"] * 4  # the chart too (it once never ran)
+    APILogWorker.drain_all(timeout=30)  # the run's logs are sent in batches
+    with against.client() as client:
+        records = logs(client, state.state_details.flow_run_id)
+    assert any(r.message == "backfill: 4 of 4 days loaded" for r in records)
+    assert [r.message for r in records if r.level >= logging.WARNING] == []  # a clean run is quiet
     assert btc_backfill(start="2023-12-03", end="2023-12-05", max_parallel=2).endswith(
         ": 24 observations new or updated"
     )
