@@ -41,7 +41,7 @@ import httpx
 
 from btc_core.settings import DEFAULT_REPLAY_FILE, PROJECT_ROOT
 from deployments.postgres import postgres_url, scratch_database
-from deployments.stack import prefect_env, setup_and_deploy, start_server, stop
+from deployments.stack import prefect_env, run_checked, setup_and_deploy, start_server, stop
 from infra.ports import pick_port
 
 RETRYABLE = "Encountered retryable exception in request"
@@ -220,16 +220,12 @@ def pipeline_warm(srv: Server, repeats: int = 5) -> dict:
     with tempfile.TemporaryDirectory(prefix="btc-pipeline-warm-") as tmp:
         out = Path(tmp) / "times.json"
         cmd = [sys.executable, "-m", "bench.prefect_backends", "--child-pipeline", str(out)]
-        child = subprocess.run(
+        run_checked(
             [*cmd, "--repeats", str(repeats)],
-            env=srv.env(BTC_NOTIFY="none", BTC_SOURCE="replay"),
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
+            srv.env(BTC_NOTIFY="none", BTC_SOURCE="replay"),
+            timeout_s=600,
+            what=f"btc_pipeline on {srv.backend}",
         )
-        if child.returncode != 0:
-            raise RuntimeError(f"btc_pipeline failed on {srv.backend}:\n{child.stderr[-3000:]}")
         times = json.loads(out.read_text())
     return {
         "repeats": repeats,

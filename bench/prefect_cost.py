@@ -44,6 +44,7 @@ from deployments.stack import (
     DEFAULT_POLL_S,
     prefect_cli,
     prefect_env,
+    run_checked,
     setup_and_deploy,
     start_server,
     start_warm_path,
@@ -96,7 +97,7 @@ def warm_child(repeats: int, out: Path) -> None:
 def warm(env: dict[str, str], repeats: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp, "warm.json")
-        run(
+        run_checked(
             [
                 sys.executable,
                 "-m",
@@ -126,7 +127,7 @@ def cold(env: dict[str, str], rounds: int, workdir: Path) -> dict[str, float]:
         shutil.copyfile(DEFAULT_REPLAY_FILE, replay)
         for name, cmd in commands.items():
             each = {**env, "BTC_REPLAY_FILE": str(replay), "BTC_DB_PATH": f"{workdir}/{name}{i}.db"}
-            ms = timed(lambda cmd=cmd, each=each: run(cmd, each))
+            ms = timed(lambda cmd=cmd, each=each: run_checked(cmd, each))
             if i:  # round 0 warms the disk cache
                 times[name].append(ms)
     return {k: median(v) for k, v in times.items()}
@@ -193,7 +194,7 @@ def warm_path(env: dict[str, str], workdir: Path, runs: int) -> dict[str, list[f
     proc = start_warm_path(env, workdir / "warm.log")
     try:
         out = workdir / "warm-path.json"
-        run(
+        run_checked(
             [
                 sys.executable,
                 "-m",
@@ -290,14 +291,6 @@ def import_budget() -> tuple[float, list[tuple[float, str]], list[str]]:
 
 
 # --- the run ------------------------------------------------------------------------------------
-
-
-def run(cmd: list[str], env: dict[str, str]) -> None:
-    result = subprocess.run(cmd, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(cmd[:3])} failed:\n{result.stdout[-2000:]}{result.stderr[-3000:]}"
-        )
 
 
 def report(label: str, value: float, goal: float, unit: str) -> str:

@@ -70,11 +70,13 @@ def pg_env(url: URL) -> dict[str, str]:
     return env
 
 
-def run(args: list[str], env: dict[str, str]) -> None:
-    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=3600)
+def run(args: list[str], env: dict[str, str], timeout_s: float = 3600) -> str:
+    """Run a database tool; its stdout, or a BackupError with the last line it printed."""
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout_s)
     if result.returncode != 0:
         lines = (result.stderr or result.stdout).strip().splitlines()
         raise BackupError(f"{args[0]} failed: {lines[-1] if lines else result.returncode}")
+    return result.stdout
 
 
 def is_postgres(url: URL) -> bool:
@@ -163,16 +165,12 @@ def restore_database(folder: Path, manifest: dict, url: URL) -> None:
         )
     if is_postgres(url):
         env = pg_env(url)
-        tables = subprocess.run(
+        tables = run(
             ["psql", "-qAtc", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
+            env,
+            timeout_s=60,
         )
-        if tables.returncode != 0:
-            raise BackupError(f"cannot reach database {url.database}: {tables.stderr.strip()}")
-        if tables.stdout.strip() != "0":
+        if tables.strip() != "0":
             raise BackupError(f"database {url.database} is not empty; restore into a new one")
         run(
             [

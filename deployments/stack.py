@@ -266,40 +266,48 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def prefect_cli(home: Path | str, api_url: str, *args: str, timeout_s: float = 300) -> str:
-    """Run a ``prefect`` command against the stack; fail with its output."""
+def run_checked(
+    args: list[str],
+    env: dict[str, str] | None = None,
+    timeout_s: float | None = None,
+    what: str = "",
+) -> str:
+    """Run a command in the project folder, its output captured; return its stdout, or raise
+    RuntimeError with ``what`` (default: its first three words) and the end of its output."""
     result = subprocess.run(
-        [str(BIN / "prefect"), "--no-prompt", *args],
-        env=prefect_env(home, api_url),
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
+        args, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout_s
     )
     if result.returncode != 0:
-        raise RuntimeError(f"prefect {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        what = what or " ".join(args[:3])
+        raise RuntimeError(f"{what} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result.stdout
+
+
+def prefect_cli(home: Path | str, api_url: str, *args: str, timeout_s: float = 300) -> str:
+    """Run a ``prefect`` command against the stack; fail with its output."""
+    return run_checked(
+        [str(BIN / "prefect"), "--no-prompt", *args],
+        prefect_env(home, api_url),
+        timeout_s,
+        what=f"prefect {' '.join(args)}",
+    )
 
 
 def setup_and_deploy(home: Path | str, api_url: str, docker: bool = True) -> str:
     """The idempotent Prefect setup, then the deployments of prefect.yaml whose pool it made
     (without ``docker``: not the Docker pool, nor its deployment). Returns setup's summary."""
-    result = subprocess.run(
+    summary = run_checked(
         [sys.executable, "-m", "deployments.setup", *([] if docker else ["--no-docker-pool"])],
-        env=prefect_env(home, api_url),
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        prefect_env(home, api_url),
+        timeout_s=300,
+        what="deployments.setup",
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"deployments.setup failed:\n{result.stdout}\n{result.stderr}")
     if docker:
         prefect_cli(home, api_url, "deploy", "--all")
     else:
         names = [f"--name={name}" for name in deployment_names(exclude_pool=DOCKER_POOL)]
         prefect_cli(home, api_url, "deploy", *names)
-    return result.stdout
+    return summary
 
 
 def deployment_names(exclude_pool: str = "") -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,20 @@ def tries(run_id: str, task_id: str) -> list[str]:
                 .order_by(TaskInstanceHistory.try_number)
             )
         )
+
+
+@pytest.fixture
+def printed(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> Callable[[], str]:
+    """Everything the test's run printed or logged (the run's name in it: the capture worked)."""
+
+    def read() -> str:
+        out, err = capfd.readouterr()
+        assert "btc_price" in out + err + caplog.text
+        return out + err + caplog.text
+
+    return read
 
 
 def test_dag_test_on_replay_gives_the_plain_path_bytes(
@@ -91,8 +106,7 @@ def test_api_key_comes_from_a_connection_and_is_not_logged(
     fake_api: FakeApi,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capfd: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
+    printed: Callable[[], str],
 ) -> None:
     key = "cg-test-key-7c1e"
     monkeypatch.setenv(
@@ -102,14 +116,7 @@ def test_api_key_comes_from_a_connection_and_is_not_logged(
     run_once(dag, **live(fake_api, tmp_path))
 
     assert fake_api.requests[-1]["headers"]["x-cg-demo-api-key"] == key
-    assert key not in printed(capfd, caplog)
-
-
-def printed(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
-    """Everything the run printed or logged."""
-    out, err = capfd.readouterr()
-    assert "btc_price" in out + err + caplog.text
-    return out + err + caplog.text
+    assert key not in printed()
 
 
 def test_webhook_url_comes_from_a_variable_and_is_not_logged(
@@ -118,8 +125,7 @@ def test_webhook_url_comes_from_a_variable_and_is_not_logged(
     replay_csv: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capfd: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
+    printed: Callable[[], str],
 ) -> None:
     secret_path = "/services/T000/B000/s3cr3t-token"
     monkeypatch.setenv("AIRFLOW_VAR_BTC_WEBHOOK_URL", webhook.url + secret_path)
@@ -135,4 +141,4 @@ def test_webhook_url_comes_from_a_variable_and_is_not_logged(
     [(path, body)] = webhook.received
     assert path == secret_path
     assert str(body["text"]).startswith("BTC daily average 2023-12-31")
-    assert "s3cr3t-token" not in printed(capfd, caplog)
+    assert "s3cr3t-token" not in printed()

@@ -20,6 +20,7 @@ from bench.prefect_backends import Server
 from btc_core.settings import DEFAULT_REPLAY_FILE, PROJECT_ROOT
 from btc_core.store import Store
 from btc_core.transform import export
+from deployments.stack import run_checked
 from scripts import parity
 
 PYTHON = Path(sys.executable)
@@ -34,16 +35,12 @@ def bench_medians(
     python: Path, module: str, labels: dict[str, str], *args: str
 ) -> dict[str, float]:
     """Run a bench module and read its medians (ms) from its ``label : N ms`` output lines."""
-    result = subprocess.run(
-        [str(python), "-m", module, *args], cwd=PROJECT_ROOT, capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{module} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    stdout = run_checked([str(python), "-m", module, *args], what=module)
     found = {}
     for key, label in labels.items():
-        match = re.search(rf"^{re.escape(label)}\s*:\s*([\d.]+) ms", result.stdout, re.MULTILINE)
+        match = re.search(rf"^{re.escape(label)}\s*:\s*([\d.]+) ms", stdout, re.MULTILINE)
         if not match:
-            raise RuntimeError(f"{module}: no '{label}' line in its output:\n{result.stdout}")
+            raise RuntimeError(f"{module}: no '{label}' line in its output:\n{stdout}")
         found[key] = float(match.group(1))
     return found
 

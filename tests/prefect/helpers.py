@@ -26,6 +26,16 @@ def run_deployment(
     return wait(client, run.id, timeout_s)
 
 
+def completed_run(
+    client: SyncPrefectClient, name: str, timeout_s: float = 180, **parameters
+) -> FlowRun:
+    """``run_deployment``, failing the test with the run's final state (and its message) unless
+    it is Completed."""
+    run = run_deployment(client, name, timeout_s, **parameters)
+    assert run.state is not None and run.state.name == "Completed", f"{name}: {run.state}"
+    return run
+
+
 def wait(client: SyncPrefectClient, flow_run_id: UUID, timeout_s: float = 180) -> FlowRun:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -17,7 +17,7 @@ from deployments.stack import setup_and_deploy, stop
 from tests.crash import pausing_env, wait_for_pause
 from tests.csvs import rows, write
 from tests.prefect.conftest import _serve
-from tests.prefect.helpers import run_deployment, wait
+from tests.prefect.helpers import completed_run, wait
 
 pytestmark = pytest.mark.integration
 BTC = Path(sys.executable).parent / "btc"
@@ -82,5 +82,5 @@ def test_kill_9_of_a_flow_run_is_crashed_and_a_restarted_worker_recovers(drill_s
         )
         drill_server.worker(poll_s=1.0, **env)
         assert wait(client, soon.id, timeout_s=180).state.name == "Completed"
-        assert run_deployment(client, "btc-pipeline/btc-hourly").state.name == "Completed"
+        completed_run(client, "btc-pipeline/btc-hourly")
     assert counts(db) == (2208, 2208)

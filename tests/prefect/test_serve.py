@@ -8,7 +8,7 @@ import pytest
 
 from btc_core.settings import PROJECT_ROOT
 from deployments.stack import prefect_env, stop
-from tests.prefect.helpers import run_deployment
+from tests.prefect.helpers import completed_run
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,6 @@ def test_serve_creates_the_hourly_deployment_and_runs_it(postgres_server, tmp_pa
             deployment = found[0]
             assert deployment.work_pool_name is None
             assert [s.schedule.cron for s in deployment.schedules] == ["0 * * * *"]
-            run = run_deployment(client, "btc-pipeline/btc-hourly", timeout_s=120)
-            assert run.state.name == "Completed", run.state.message
+            completed_run(client, "btc-pipeline/btc-hourly", timeout_s=120)
     finally:
         stop(proc.pid, sigints=2)

@@ -3,7 +3,7 @@
 import duckdb
 import pytest
 
-from tests.prefect.helpers import run_deployment, state_names, task_runs
+from tests.prefect.helpers import completed_run, run_deployment, state_names, task_runs
 
 pytestmark = pytest.mark.integration
 
@@ -12,8 +12,7 @@ def test_a_run_goes_scheduled_to_completed_through_the_worker(
     prefect_server, process_worker, worker_db
 ):
     with prefect_server.client() as client:
-        run = run_deployment(client, "btc-pipeline/btc-hourly")
-        assert run.state.name == "Completed", run.state.message
+        run = completed_run(client, "btc-pipeline/btc-hourly")
         history = [s.name for s in client.read_flow_run_states(run.id)]
         assert history[0] == "Scheduled" and history[-1] == "Completed"
         assert {"Pending", "Running"} <= set(history)
@@ -41,8 +40,7 @@ def test_extract_retries_what_a_retry_can_cure_then_fails_over(
 ):
     fake_api.inject("coingecko", *faults)
     with prefect_server.client() as client:
-        run = run_deployment(client, "btc-pipeline/btc-hourly", source="coingecko")
-        assert run.state.name == "Completed", run.state.message
+        run = completed_run(client, "btc-pipeline/btc-hourly", source="coingecko")
         extract = task_runs(client, run.id)["extract"]
         states = state_names(client, extract)
         assert states.count("Retrying") == retries and extract.run_count == retries + 1
