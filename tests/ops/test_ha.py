@@ -89,7 +89,7 @@ def wait_until(predicate, timeout_s: float, what: str) -> float:
     return time.monotonic() - started
 
 
-def test_ha_kill_9_of_a_replica_loses_and_duplicates_no_run(ha: Ha):
+def test_ha_kill_9_of_a_replica_loses_and_duplicates_no_run(ha: Ha, figure):
     ha.worker()
     folder, tag = ha.stack.folder, f"ha-{uuid.uuid4().hex[:8]}"
     victim = program_pids(folder)["api1"]
@@ -123,8 +123,8 @@ def test_ha_kill_9_of_a_replica_loses_and_duplicates_no_run(ha: Ha):
             60,
             "3 task runs (extract, load, notify) recorded for every run",
         )
-    print(
-        f"\nops: {RUNS} runs pushed, {KILL_AFTER} before the kill, {RUNS - KILL_AFTER} after; "
+    figure(
+        f"{RUNS} runs pushed, {KILL_AFTER} before the kill, {RUNS - KILL_AFTER} after; "
         f"lost {RUNS - len(tagged)}"
     )
     assert [r.state.name for r in final] == ["Completed"] * RUNS
@@ -143,8 +143,8 @@ def test_ha_kill_9_of_a_replica_loses_and_duplicates_no_run(ha: Ha):
         assert ui_answers(ha, tag) == [200, 200]
     assert int(backend_servers(ha.stack)["api1"]["stot"]) > served
     bad = [(at, answer) for at, answer in probe.answers if answer != (200, 200)]
-    print(
-        f"ops: api1 killed (PID {victim}), restarted as PID {restarted}, UP in HAProxy "
+    figure(
+        f"api1 killed (PID {victim}), restarted as PID {restarted}, UP in HAProxy "
         f"{up_after:.0f} s after the kill, and serving (the stack came up in {ha.up_seconds:.0f} s); "
         f"UI probed {len(probe.answers)} times meanwhile, {len(bad)} bad answers, "
         f"up to {probe.in_flight} runs in flight"
