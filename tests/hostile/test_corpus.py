@@ -172,7 +172,7 @@ ENV = [
         ("BTC_SOURCE", "kraken", "run --db {good}"),
         ("BTC_FAILOVER_SOURCE", "ftp", "run --db {good}"),
         ("BTC_HTTP_RETRIES", "many", "run --db {good}"),
-        ("BTC_LOOKBACK_HOURS", "0", "run --db {good}"),
+        ("BTC_EXTRACT_CACHE_S", "0", "run --db {good}"),
         ("BTC_MAX_PRICE_USD", "0", "run --db {good}"),
         ("BTC_ARTIFACTS", "everything", "run --db {good}"),
         ("BTC_STORE_URL", "postgres://x", "export --db {good}"),

@@ -51,6 +51,8 @@ def test_extract_retries_what_a_retry_can_cure_then_fails_over(
 def test_both_providers_down_fails_the_run_and_leaves_data_alone(
     prefect_server, process_worker, fake_api, worker_db
 ):
+    with prefect_server.client() as client:  # data to protect, whichever test ran before
+        completed_run(client, "btc-pipeline/btc-hourly")
     with duckdb.connect(str(worker_db), read_only=True) as con:
         before = con.execute("SELECT count(*), sum(price_usd) FROM observations").fetchone()
     fake_api.inject("coingecko", "down")
