@@ -4,11 +4,11 @@
 store: :func:`btc_core.errors.is_retryable`) is tried again, at most ``BTC_HTTP_RETRIES`` more
 times, ``BTC_RETRY_BASE_S * 2**(n-1)`` seconds before retry *n* (capped at
 ``BTC_RETRY_MAX_WAIT_S``, no jitter); a 429 whose Retry-After asks for longer waits that long,
-within the same cap. Any other failure is final at once. Each orchestrator declares these numbers in its own way — Prefect task
-``retries``/``retry_delay_seconds``/``retry_condition_fn``, Dagster ``RetryRequested``, Airflow
-``retries`` + ``retry_policy`` — and the plain runner uses :func:`retrying`. The orchestrator waits
-:meth:`RetryPolicy.backoff`; the part of a Retry-After beyond it is waited inside the step, so the
-total wait is the same everywhere.
+within the same cap. Any other failure is final at once. Each orchestrator declares these
+numbers in its own way — Prefect task ``retries``/``retry_delay_seconds``/``retry_condition_fn``,
+Dagster ``RetryRequested``, Airflow ``retries`` + ``retry_policy`` — and the plain runner uses
+:func:`retrying`. The orchestrator waits :meth:`RetryPolicy.backoff`; the part of a Retry-After
+beyond it is waited inside the step, so the total wait is the same everywhere.
 
 **Failover.** One try of the extract step (:func:`extract_try`) asks the configured source. When that
 fails for good — a failure no retry can cure, or a retryable one on the last try — it asks the

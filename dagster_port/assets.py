@@ -24,10 +24,11 @@ from dagster import (
 
 from btc_core.errors import BtcError
 from btc_core.observations import Batch, Window
+from btc_core.pipeline import store_for
 from btc_core.policy import RetryPolicy
 from btc_core.report import markdown_table, recent_days, store_stats
 from btc_core.settings import Settings
-from btc_core.store import LoadResult
+from btc_core.store import LoadResult, PriceStore
 from btc_core.transform import refresh_daily_avg
 from dagster_port.resources import DuckDBStore, PriceSource
 
@@ -107,11 +108,10 @@ def _load(
     )
 
 
-def _daily_metadata(duckdb: DuckDBStore, written: int) -> dict[str, Any]:
-    """What the asset page shows for ``daily_avg``: sizes and the newest day; with
-    ``BTC_ARTIFACTS=full`` also its price and a preview (prices stay off the control plane
+def _daily_metadata(store: PriceStore, written: int, prices: bool) -> dict[str, Any]:
+    """What the asset page shows for ``daily_avg``: sizes and the newest day; with ``prices``
+    (``BTC_ARTIFACTS=full``) also its price and a preview (prices stay off the control plane
     otherwise, as in Prefect's artifacts)."""
-    store = duckdb.store()
     stats = store_stats(store)
     preview = recent_days(store, 7)
     metadata: dict[str, Any] = {
@@ -120,7 +120,7 @@ def _daily_metadata(duckdb: DuckDBStore, written: int) -> dict[str, Any]:
     }
     if preview:
         metadata["latest_day"] = preview[0]["day"]
-    if preview and duckdb.settings().artifacts == "full":
+    if preview and prices:
         metadata |= {
             "latest_avg_price_usd": preview[0]["avg_price_usd"],
             "preview": MetadataValue.md(markdown_table(preview)),
@@ -132,11 +132,10 @@ def _refresh(
     context: AssetExecutionContext, duckdb: DuckDBStore, first: date | None, last: date | None
 ) -> MaterializeResult:
     """Recompute ``daily_avg`` for ``first``..``last`` (all days when None), retried like a load."""
-    store = duckdb.store()
-    written = _try(
-        context, duckdb.settings(), lambda _attempt: refresh_daily_avg(store, first, last)
-    )
-    return MaterializeResult(metadata=_daily_metadata(duckdb, written))
+    settings = duckdb.settings()
+    store = store_for(settings)
+    written = _try(context, settings, lambda _attempt: refresh_daily_avg(store, first, last))
+    return MaterializeResult(metadata=_daily_metadata(store, written, settings.artifacts == "full"))
 
 
 @asset(group_name=GROUP, kinds={"duckdb"}, pool=DUCKDB_POOL, freshness_policy=HOURLY_FRESHNESS)
