@@ -49,7 +49,7 @@ def main() -> int:
     ):
         os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = postgres_url(database)
         folder = Path(tmp) / "ha"
-        stack = up(folder, Ports(free_ports(4760, 7)), own_redis=True)
+        stack = up(folder, Ports.starting_at(free_ports(4760, 7)), own_redis=True)
         worker = None
         try:
             prefect_cli(stack.home, stack.api_url, "deployment", "schedule", "pause", "--all")

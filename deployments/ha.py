@@ -29,6 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import yaml
@@ -49,39 +50,32 @@ REPLICAS = ("api1", "api2")
 BACKEND = "prefect_api"  # the HAProxy backend of the replicas
 
 
-@dataclass(frozen=True)
-class Ports:
-    """Consecutive ports from ``base``: balancer, HAProxy stats, two replicas, exporter,
-    Prometheus, and a redis-server of the stack's own if asked for."""
+class Ports(NamedTuple):
+    """Consecutive ports: balancer, HAProxy stats, the replicas, exporter, Prometheus, and a
+    redis-server of the stack's own if asked for (--own-redis)."""
 
-    base: int = BASE_PORT
+    lb: int
+    stats: int
+    api1: int
+    api2: int
+    exporter: int
+    prometheus: int
+    redis: int
 
-    @property
-    def lb(self) -> int:
-        return self.base
-
-    @property
-    def stats(self) -> int:
-        return self.base + 1
-
-    @property
-    def exporter(self) -> int:
-        return self.base + 4
+    @classmethod
+    def starting_at(cls, base: int = BASE_PORT) -> Ports:
+        return cls(*range(base, base + len(cls._fields)))
 
     @property
-    def prometheus(self) -> int:
-        return self.base + 5
-
-    @property
-    def redis(self) -> int:
-        """The stack's own redis-server, if asked for (--own-redis)."""
-        return self.base + 6
+    def base(self) -> int:
+        return self.lb
 
     def replica(self, name: str) -> int:
-        return self.base + 2 + REPLICAS.index(name)
+        assert name in REPLICAS, name
+        return getattr(self, name)
 
     def all(self, own_redis: bool = False) -> list[int]:
-        return list(range(self.base, self.redis + own_redis))
+        return list(self) if own_redis else list(self)[:-1]
 
 
 @dataclass
@@ -92,25 +86,18 @@ class HaStack:
     ports: Ports
     supervisord_pid: int = 0
 
+    def url_of(self, service: str) -> str:
+        """The URL of one of ``Ports``' services: lb, stats, exporter, prometheus."""
+        return f"http://127.0.0.1:{getattr(self.ports, service)}"
+
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.lb}"
+        """The balancer: the Prefect UI and API, through HAProxy."""
+        return self.url_of("lb")
 
     @property
     def api_url(self) -> str:
         return f"{self.url}/api"
-
-    @property
-    def stats_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.stats}"
-
-    @property
-    def exporter_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.exporter}"
-
-    @property
-    def prometheus_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.prometheus}"
 
     @property
     def home(self) -> Path:
@@ -129,9 +116,9 @@ class HaStack:
     def load(cls, folder: Path, ports: Ports | None = None) -> HaStack:
         path = folder / "ha.json"
         if not path.exists():
-            return cls(folder, ports or Ports())
+            return cls(folder, ports or Ports.starting_at())
         state = json.loads(path.read_text())
-        return cls(folder, Ports(state["base_port"]), state["supervisord_pid"])
+        return cls(folder, Ports.starting_at(state["base_port"]), state["supervisord_pid"])
 
     def running(self) -> bool:
         if not self.supervisord_pid:
@@ -264,8 +251,8 @@ def up(folder: Path, ports: Ports, interval: str | None = None, own_redis: bool 
         for name in REPLICAS:
             wait_for_health(stack.replica_api_url(name), proc=proc)
         wait_for_health(stack.api_url, proc=proc)
-        wait_until_ok(f"{stack.prometheus_url}/-/ready")
-        wait_until_ok(f"{stack.exporter_url}/metrics", timeout_s=120)
+        wait_until_ok(f"{stack.url_of('prometheus')}/-/ready")
+        wait_until_ok(f"{stack.url_of('exporter')}/metrics", timeout_s=120)
     except (RuntimeError, TimeoutError) as exc:
         down(folder)
         raise SystemExit(f"the control plane did not come up ({exc}); see {folder}/*.log") from None
@@ -275,8 +262,10 @@ def up(folder: Path, ports: Ports, interval: str | None = None, own_redis: bool 
         raise SystemExit(
             f"{exc}\nthe control plane keeps running; stop it with: make ha-down"
         ) from None
-    print(f"Prefect UI and API through HAProxy: {stack.url}  (stats: {stack.stats_url}/stats)")
-    print(f"Prometheus: {stack.prometheus_url}  exporter: {stack.exporter_url}/metrics")
+    print(
+        f"Prefect UI and API through HAProxy: {stack.url}  (stats: {stack.url_of('stats')}/stats)"
+    )
+    print(f"Prometheus: {stack.url_of('prometheus')}  exporter: {stack.url_of('exporter')}/metrics")
     print(f"workers: PREFECT_API_URL={stack.api_url} workers/start-process-worker.sh btc-process")
     return stack
 
@@ -305,7 +294,7 @@ def program_pids(folder: Path) -> dict[str, int]:
 
 def backend_servers(stack: HaStack) -> dict[str, dict[str, str]]:
     """Each replica as HAProxy sees it (its stats CSV row: status, stot, chkdown, ...)."""
-    text = httpx.get(f"{stack.stats_url}/stats;csv", timeout=10).text.lstrip("# ")
+    text = httpx.get(f"{stack.url_of('stats')}/stats;csv", timeout=10).text.lstrip("# ")
     rows = csv.DictReader(io.StringIO(text))
     return {r["svname"]: r for r in rows if r["pxname"] == BACKEND and r["svname"] in REPLICAS}
 
@@ -361,13 +350,13 @@ def main() -> int:
         raise SystemExit("supervisord, haproxy and prometheus are missing: infra/provision-ops.sh")
     folder = args.dir.resolve()
     if args.command == "up":
-        up(folder, Ports(args.port), args.scrape_interval, args.own_redis)
+        up(folder, Ports.starting_at(args.port), args.scrape_interval, args.own_redis)
         return 0
     if args.command == "down":
         down(folder)
         return 0
     if args.command == "migrate":
-        print(f"migrated in {migrate(HaStack(folder, Ports(args.port)).env()):.1f} s")
+        print(f"migrated in {migrate(HaStack(folder, Ports.starting_at(args.port)).env()):.1f} s")
         return 0
     return status(folder)
 

@@ -92,9 +92,7 @@ def prefect_values(cost: dict, overhead: dict[str, float]) -> dict:
     trigger_s = statistics.median(trigger["runs_s"])
     path = cost["warm_path_s"]
     return {
-        "runs": cost["runs"],
-        "goals": cost["goals"],
-        "imports": cost["imports"],
+        **{key: cost[key] for key in ("runs", "goals", "imports")},
         "floor_ms": warm["floor"],
         "floor_sync_ms": warm["floor_sync"],
         "over_floor_ms": overhead["Prefect"] - warm["floor"],
@@ -160,6 +158,17 @@ def loc_values(loc: dict) -> dict:
     }
 
 
+# what the template reads as it was measured, under the same name
+AS_MEASURED = (
+    "quick",
+    "effort",
+    "bytecode_was_disabled",
+    "machine",
+    "project",
+    "prefect_server_has_assets",
+)
+
+
 def named_values(measured: dict) -> dict:
     """Everything the template says, by name, computed once from the measurements."""
     warm = warm_runs(measured)
@@ -167,14 +176,10 @@ def named_values(measured: dict) -> dict:
     loc = loc_values(measured["loc"])
     environments = measured["environments"]
     return {
-        "quick": measured["quick"],
-        "effort": measured["effort"],
-        "bytecode_was_disabled": measured["bytecode_was_disabled"],
+        **{key: measured[key] for key in AS_MEASURED},
         "step_seconds": measured["seconds"],
         "measuring_minutes": sum(measured["seconds"].values()) / 60,
-        "machine": measured["machine"],
         "versions": measured["machine"]["versions"],
-        "project": measured["project"],
         "loc": loc,
         "environments": environments,
         "warm": warm,
@@ -187,7 +192,6 @@ def named_values(measured: dict) -> dict:
         "prefect": prefect_values(measured["prefect_cost"], overhead),
         "cold": cold_values(measured["cold"]),
         "backends": backend_values(measured["backends"]),
-        "prefect_server_has_assets": measured["prefect_server_has_assets"],
     }
 
 

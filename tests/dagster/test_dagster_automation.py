@@ -1,5 +1,6 @@
 """Schedules, sensors and declarative automation, evaluated without a daemon."""
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,108 +30,103 @@ from dagster_port.definitions import build
 from dagster_port.resources import BtcResource, LiveSource, ReplaySource
 
 
+@dataclass
+class Daemon:
+    """Evaluates the automation conditions as ``btc_automation`` does every 30 s, and keeps the
+    cursor between ticks as the daemon does."""
+
+    defs: Definitions
+    instance: DagsterInstance
+    cursor: str | None = None
+
+    def tick(self) -> EvaluateAutomationConditionsResult:
+        result = evaluate_automation_conditions(
+            self.defs,
+            self.instance,
+            asset_selection=automation_sensor.asset_selection,
+            cursor=self.cursor,
+        )
+        self.cursor = result.cursor
+        return result
+
+    def materialize_all(self) -> None:
+        """What *Materialize all* in the UI launches: the global asset job with both assets."""
+        self.defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=self.instance, asset_selection=[btc_price.key, daily_avg.key]
+        )
+
+
 @pytest.fixture
-def defs(settings: Settings) -> Definitions:
-    return build(settings)
-
-
-def tick(
-    defs: Definitions,
-    instance: DagsterInstance,
-    after: EvaluateAutomationConditionsResult | None = None,
-) -> EvaluateAutomationConditionsResult:
-    """One evaluation of the automation conditions, as ``btc_automation`` does every 30 s."""
-    return evaluate_automation_conditions(
-        defs,
-        instance,
-        asset_selection=automation_sensor.asset_selection,
-        cursor=after.cursor if after else None,
-    )
+def daemon(settings: Settings, instance: DagsterInstance) -> Daemon:
+    return Daemon(build(settings), instance)
 
 
 def test_materializing_only_btc_price_leaves_daily_avg_stale_until_automation_selects_it(
-    settings: Settings,
-    defs: Definitions,
-    resources: dict[str, BtcResource],
-    instance: DagsterInstance,
+    settings: Settings, daemon: Daemon, resources: dict[str, BtcResource]
 ) -> None:
-    first = tick(defs, instance)
-    assert first.total_requested == 0  # btc_price missing: nothing to average yet
+    assert daemon.tick().total_requested == 0  # btc_price missing: nothing to average yet
 
     # as the UI's "Materialize" does: the asset and its checks, nothing downstream
-    materialize([btc_price, *CHECKS], resources=resources, instance=instance)
+    materialize([btc_price, *CHECKS], resources=resources, instance=daemon.instance)
 
     # the load refreshed daily_avg for its days in its own transaction: the data is never stale,
     # but Dagster's daily_avg asset is, until automation materializes it
     assert export(store_for(settings)) != "[]\n"
-    after_load = tick(defs, instance, first)
+    after_load = daemon.tick()
     assert after_load.get_requested_partitions(daily_avg.key) == {None}
     assert after_load.total_requested == 1
 
     materialize(
-        [btc_price, daily_avg], selection=[daily_avg], resources=resources, instance=instance
+        [btc_price, daily_avg],
+        selection=[daily_avg],
+        resources=resources,
+        instance=daemon.instance,
     )
 
-    done = tick(defs, instance, after_load)
-    assert done.total_requested == 0
+    assert daemon.tick().total_requested == 0
 
 
-def test_the_hourly_job_loads_btc_price_and_automation_follows(
-    defs: Definitions, instance: DagsterInstance
-) -> None:
-    first = tick(defs, instance)
+def test_the_hourly_job_loads_btc_price_and_automation_follows(daemon: Daemon) -> None:
+    daemon.tick()
 
-    assert defs.resolve_job_def("btc_hourly").execute_in_process(instance=instance).success
+    job = daemon.defs.resolve_job_def("btc_hourly")
+    assert job.execute_in_process(instance=daemon.instance).success
 
-    again = tick(defs, instance, first)
-    assert again.get_requested_partitions(daily_avg.key) == {None}
-    assert instance.get_latest_materialization_event(daily_avg.key) is None
+    assert daemon.tick().get_requested_partitions(daily_avg.key) == {None}
+    assert daemon.instance.get_latest_materialization_event(daily_avg.key) is None
 
 
-def test_materializing_both_from_the_ui_adds_no_automation_run(
-    defs: Definitions, instance: DagsterInstance
-) -> None:
-    first = tick(defs, instance)
-
-    # what *Materialize all* in the UI launches: the global asset job with an asset selection
-    defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=instance, asset_selection=[btc_price.key, daily_avg.key]
-    )
-
-    assert tick(defs, instance, first).total_requested == 0
+def test_materializing_both_from_the_ui_adds_no_automation_run(daemon: Daemon) -> None:
+    daemon.tick()
+    daemon.materialize_all()
+    assert daemon.tick().total_requested == 0
 
 
 def test_a_btc_price_update_after_daily_avg_in_the_same_tick_is_not_lost(
-    defs: Definitions, resources: dict[str, BtcResource], instance: DagsterInstance
+    daemon: Daemon, resources: dict[str, BtcResource]
 ) -> None:
     # The daemon ticks every 30 s. Stock eager() sees "daily_avg updated" in the tick and counts
     # that as handled, even when btc_price updated again after it: daily_avg would stay stale.
-    first = tick(defs, instance)
-    defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=instance, asset_selection=[btc_price.key, daily_avg.key]
-    )
-    materialize([btc_price, *CHECKS], resources=resources, instance=instance)
+    daemon.tick()
+    daemon.materialize_all()
+    materialize([btc_price, *CHECKS], resources=resources, instance=daemon.instance)
 
-    same_tick = tick(defs, instance, first)
-
-    assert same_tick.get_requested_partitions(daily_avg.key) == {None}
+    assert daemon.tick().get_requested_partitions(daily_avg.key) == {None}
 
 
 def test_automation_waits_for_the_blocking_checks_of_btc_price(
-    settings: Settings,
-    defs: Definitions,
-    resources: dict[str, BtcResource],
-    instance: DagsterInstance,
+    settings: Settings, daemon: Daemon, resources: dict[str, BtcResource]
 ) -> None:
-    first = tick(defs, instance)
+    daemon.tick()
     store_for(settings).load(
         Batch("test", pd.DataFrame({"ts": [pd.Timestamp("2023-09-30 12:00")], "price_usd": [-1.0]}))
     )
 
-    materialize([btc_price, *CHECKS], resources=resources, instance=instance, raise_on_error=False)
+    materialize(
+        [btc_price, *CHECKS], resources=resources, instance=daemon.instance, raise_on_error=False
+    )
 
-    after_load = tick(defs, instance, first)
-    assert after_load.total_requested == 0
+    assert daemon.tick().total_requested == 0
 
 
 def test_the_automation_sensor_is_on_by_default() -> None:

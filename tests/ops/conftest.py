@@ -95,7 +95,7 @@ def ha(tmp_path_factory: pytest.TempPathFactory, ops_tools: None) -> Iterator[Ha
         pytest.skip(NO_POSTGRES)
     tmp = tmp_path_factory.mktemp("ha")
     folder, worker_db = tmp / "ha", tmp / "worker" / "btc.duckdb"
-    ports = Ports(free_ports(4710, 7))
+    ports = Ports.starting_at(free_ports(4710, 7))
     with scratch_database("btc_ops_ha") as database:
         env = {
             **os.environ,

@@ -51,13 +51,13 @@ def value(samples: dict, name: str, **labels: str) -> float:
 
 def query(ha: Ha, expr: str) -> list[dict]:
     answer = httpx.get(
-        f"{ha.stack.prometheus_url}/api/v1/query", params={"query": expr}, timeout=10
+        f"{ha.stack.url_of('prometheus')}/api/v1/query", params={"query": expr}, timeout=10
     )
     return answer.json()["data"]["result"]
 
 
 def alerts(ha: Ha, name: str) -> list[dict]:
-    found = httpx.get(f"{ha.stack.prometheus_url}/api/v1/alerts", timeout=10).json()
+    found = httpx.get(f"{ha.stack.url_of('prometheus')}/api/v1/alerts", timeout=10).json()
     return [a for a in found["data"]["alerts"] if a["labels"]["alertname"] == name]
 
 
@@ -74,7 +74,7 @@ def test_metrics_count_runs_and_rows_and_alerts_fire_on_failures_and_rejected_ro
     ha: Ha, bad_rows_csv: tuple[Path, int], replay_csv: Path
 ):
     bad_csv, n_bad = bad_rows_csv
-    exporter = f"{ha.stack.exporter_url}/metrics"
+    exporter = f"{ha.stack.url_of('exporter')}/metrics"
     _, before = scrape(exporter)
     ha.worker()
     with ha.server.client() as client:
@@ -123,7 +123,7 @@ def test_metrics_count_runs_and_rows_and_alerts_fire_on_failures_and_rejected_ro
     assert leaks(text, forbidden(close_prices(replay_csv, 50) + averages, {})) == []
 
     # Prometheus scrapes every target with the project's config, the replicas' own metrics too.
-    targets = httpx.get(f"{ha.stack.prometheus_url}/api/v1/targets", timeout=10).json()
+    targets = httpx.get(f"{ha.stack.url_of('prometheus')}/api/v1/targets", timeout=10).json()
     health = {t["labels"]["job"]: t["health"] for t in targets["data"]["activeTargets"]}
     assert health == {"prefect-api": "up", "haproxy": "up", "btc-pipeline": "up"}
     assert eventually(lambda: query(ha, "count(up{job='prefect-api'} == 1) == 2"), 30, "replicas")

@@ -97,12 +97,7 @@ def test_day_by_day_loads_queue_on_the_writer_lock(dask_env, shared_csv, tmp_pat
 def test_the_deployment_runs_on_the_process_worker(prefect_server, process_worker):
     """btc-backfill-dask from prefect.yaml, run by a real process worker: the flow-run process
     starts its own LocalCluster (spawned Dask workers re-import the engine, not the flow file)."""
+    a_quarter_by_month = {"start": "2023-10-01", "end": "2023-12-31", "days_per_task": 31}
     with prefect_server.client() as client:
-        run = completed_run(
-            client,
-            "btc-backfill-dask/btc-backfill-dask",
-            start="2023-10-01",
-            end="2023-12-31",
-            days_per_task=31,
-        )
+        run = completed_run(client, "btc-backfill-dask/btc-backfill-dask", **a_quarter_by_month)
         check(all_task_runs(client, run.id), extracts=3)
