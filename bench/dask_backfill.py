@@ -36,7 +36,7 @@ from btc_core.observations import Window
 from btc_core.pipeline import backfill, store_for
 from btc_core.settings import Settings, shared_csv_path
 from btc_core.transform import export
-from deployments.stack import start_server, stop
+from deployments.processes import start_server, stop
 from flows.dask_backfill import btc_backfill_dask, dask_task_runner
 from infra.ports import pick_port
 

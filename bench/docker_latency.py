@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from deployments.deploy import setup_and_deploy
+from deployments.processes import start_server, start_worker, stop
 from deployments.runs import run_now
-from deployments.stack import setup_and_deploy, start_server, start_worker, stop
 from infra.image import build
 from infra.ports import pick_port
 

@@ -19,10 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from deployments.deploy import prefect_cli
 from deployments.ha import REPLICAS, HaStack, Ports, down, free_ports, haproxy_command, up
 from deployments.postgres import postgres_url, scratch_database
+from deployments.processes import start_worker, stop
 from deployments.runs import start_run, wait_for_end
-from deployments.stack import prefect_cli, start_worker, stop
 
 SETTINGS = {"one replica": "maint", "two replicas": "ready"}  # the state of api2 in HAProxy
 

@@ -40,8 +40,9 @@ from pathlib import Path
 import httpx
 
 from btc_core.settings import DEFAULT_REPLAY_FILE, PROJECT_ROOT
+from deployments.deploy import setup_and_deploy
 from deployments.postgres import postgres_url, scratch_database
-from deployments.stack import prefect_env, run_checked, setup_and_deploy, start_server, stop
+from deployments.processes import prefect_env, run_checked, start_server, stop
 from infra.ports import pick_port
 
 RETRYABLE = "Encountered retryable exception in request"

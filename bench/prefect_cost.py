@@ -40,17 +40,16 @@ from uuid import UUID
 
 from bench.common import timed
 from btc_core.settings import DEFAULT_REPLAY_FILE, PROJECT_ROOT
-from deployments.stack import (
-    DEFAULT_POLL_S,
-    prefect_cli,
+from deployments.deploy import prefect_cli, setup_and_deploy
+from deployments.processes import (
     prefect_env,
     run_checked,
-    setup_and_deploy,
     start_server,
     start_warm_path,
     start_worker,
     stop,
 )
+from deployments.stack import DEFAULT_POLL_S
 from infra.ports import pick_port
 
 BIN = Path(sys.executable).parent

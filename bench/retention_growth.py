@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from deployments.postgres import PG_ADMIN, postgres_url, scratch_database
-from deployments.stack import start_server, stop
+from deployments.processes import start_server, stop
 from infra.ports import pick_port
 
 TASKS = ("extract", "load", "notify")  # flows/btc.py's cycle (load also transforms)

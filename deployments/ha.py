@@ -36,8 +36,9 @@ import yaml
 from dotenv import dotenv_values
 
 from btc_core.settings import PROJECT_ROOT
-from deployments.stack import BIN, prefect_env, setup_and_deploy, stop, wait_until_ok
-from deployments.stack import wait_for_api as wait_for_health
+from deployments.deploy import setup_and_deploy
+from deployments.processes import BIN, prefect_env, stop, wait_until_ok
+from deployments.processes import wait_for_api as wait_for_health
 
 HERE = Path(__file__).resolve().parent
 ENV_FILE = HERE / "control-plane.env"

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from deployments import stack
+from deployments.processes import start_worker
 from deployments.runs import run_now
 from infra import image
 
@@ -58,7 +59,7 @@ def up(port: int, poll_s: float) -> stack.Stack:
     print(f"Docker runs read worker-side secrets from {secrets}/worker.env (docs/hybrid.md)")
     running = stack.up(port, poll_s, docker=True)
     if "btc-docker" not in pools_of(running.worker_pids):
-        worker = stack.start_worker(
+        worker = start_worker(
             running.home,
             running.api_url,
             "btc-docker",

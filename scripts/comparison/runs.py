@@ -20,7 +20,7 @@ from bench.prefect_backends import Server
 from btc_core.settings import DEFAULT_REPLAY_FILE, PROJECT_ROOT
 from btc_core.store import Store
 from btc_core.transform import export
-from deployments.stack import run_checked
+from deployments.processes import run_checked
 from scripts import parity
 
 PYTHON = Path(sys.executable)

@@ -24,7 +24,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from btc_core.settings import PROJECT_ROOT
-from deployments.stack import stop, wait_until_ok
+from deployments.processes import stop, wait_until_ok
 
 SCREENSHOTS = PROJECT_ROOT / "docs" / "img"
 DEBUG = PROJECT_ROOT / "var" / "browser"

@@ -14,8 +14,8 @@ from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
 
 from btc_core.fake_api import FakeApi
+from deployments.deploy import setup_and_deploy
 from deployments.setup import ensure_automations, ensure_result_storage
-from deployments.stack import setup_and_deploy
 from infra.image import INFRA, Build, build
 from tests.e2e.browser import Browser, browser_missing
 from tests.e2e.hosts import S3, WorkerHost

@@ -23,7 +23,8 @@ from selenium.webdriver.common.by import By
 from btc_core.settings import DEFAULT_REPLAY_FILE, PROJECT_ROOT
 from btc_core.store import Store
 from btc_core.transform import export
-from deployments.stack import BIN, setup_and_deploy
+from deployments.deploy import setup_and_deploy
+from deployments.processes import BIN
 from flows.btc import CHART_KEY
 from infra.ports import pick_port
 from tests.e2e.browser import Browser, service

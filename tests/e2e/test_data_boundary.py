@@ -14,7 +14,7 @@ from prefect_aws import AwsClientParameters, AwsCredentials
 from prefect_aws.secrets_manager import AwsSecret
 
 from btc_core.fake_api import FakeApi
-from deployments.stack import setup_and_deploy
+from deployments.deploy import setup_and_deploy
 from tests.e2e.boundary import (
     artifact_events,
     close_prices,

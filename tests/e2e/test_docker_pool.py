@@ -17,7 +17,7 @@ from prefect.client.schemas.objects import FlowRun
 from btc_core.pipeline import run_cycle
 from btc_core.settings import Settings
 from btc_core.transform import daily_rows, export_json
-from deployments.stack import stop
+from deployments.processes import stop
 from tests.e2e.conftest import ZOMBIE_AFTER_S, docker_worker_settings
 from tests.e2e.hosts import (
     CONTAINER_HOOKS,

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deployments.deploy import setup_and_deploy
 from deployments.postgres import postgres_available, postgres_url, scratch_database
 from deployments.setup import ensure_result_storage
-from deployments.stack import setup_and_deploy
 from tests.e2e.boundary import close_prices, daily_averages, forbidden, leaks, pg_dump_text
 from tests.e2e.conftest import docker_worker_settings
 from tests.e2e.hosts import S3, WorkerHost

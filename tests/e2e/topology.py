@@ -15,7 +15,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from btc_core.settings import PROJECT_ROOT
-from deployments.stack import BIN, prefect_env, stop, wait_for_api
+from deployments.processes import BIN, prefect_env, stop, wait_for_api
 from infra.ports import pick_port
 from tests.prefect.conftest import Server
 

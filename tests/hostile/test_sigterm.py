@@ -18,8 +18,8 @@ import pytest
 
 from btc_core.fake_api import FakeApi
 from btc_core.settings import PROJECT_ROOT
+from deployments.processes import prefect_env, start_server, start_worker, wait_until_ok
 from deployments.runs import start_run
-from deployments.stack import prefect_env, start_server, start_worker, wait_until_ok
 from infra.ports import pick_port
 from tests.prefect.conftest import PortTaken
 

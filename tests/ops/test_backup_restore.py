@@ -35,7 +35,7 @@ from btc_core.settings import PROJECT_ROOT
 from btc_core.store import Store
 from deployments.ha import free_ports
 from deployments.postgres import postgres_url, scratch_database
-from deployments.stack import start_server, stop
+from deployments.processes import start_server, stop
 from tests.e2e.runs import run
 from tests.ops.conftest import FAST_LOOPS, Ha, worker_env
 from tests.prefect.conftest import Server

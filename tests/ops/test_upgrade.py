@@ -18,7 +18,7 @@ import pytest
 from btc_core.settings import PROJECT_ROOT
 from deployments.ha import free_ports
 from deployments.postgres import PG_ADMIN, postgres_available, postgres_url, scratch_database
-from deployments.stack import prefect_env, start_server, stop, wait_for_api
+from deployments.processes import prefect_env, start_server, stop, wait_for_api
 from tests.ops.conftest import worker_env
 from tests.prefect.conftest import NO_POSTGRES, Server
 from tests.prefect.helpers import wait

@@ -15,8 +15,9 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.settings.legacy import Setting
 
 from btc_core.fake_api import FakeApi
+from deployments.deploy import setup_and_deploy
 from deployments.postgres import postgres_available, postgres_url, scratch_database
-from deployments.stack import PortTaken, setup_and_deploy, start_server, start_worker, stop
+from deployments.processes import PortTaken, start_server, start_worker, stop
 from infra.ports import pick_port
 
 NO_POSTGRES = "PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres"

@@ -30,7 +30,7 @@ from deployments.cluster import (
     render_for_pool,
     sample_run,
 )
-from deployments.stack import prefect_cli
+from deployments.deploy import prefect_cli
 from infra.image import REPOSITORY, version
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,8 @@ import pytest
 from prefect.states import Scheduled
 
 from btc_core.observations import utc_now
-from deployments.stack import setup_and_deploy, stop
+from deployments.deploy import setup_and_deploy
+from deployments.processes import stop
 from tests.crash import pausing_env, wait_for_pause
 from tests.csvs import rows, write
 from tests.prefect.conftest import _serve

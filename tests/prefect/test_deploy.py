@@ -8,8 +8,9 @@ import yaml
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
 from btc_core.settings import PROJECT_ROOT
+from deployments.deploy import setup_and_deploy
+from deployments.processes import prefect_env
 from deployments.setup import ALERTS_BLOCK
-from deployments.stack import prefect_env, setup_and_deploy
 
 pytestmark = pytest.mark.integration
 SPEC = {

@@ -12,8 +12,9 @@ import pytest
 from btc_core.doctor import check_store
 from btc_core.settings import Settings
 from btc_core.store import Store
+from deployments.deploy import setup_and_deploy
 from deployments.doctor import check_docker
-from deployments.stack import setup_and_deploy, start_server, stop
+from deployments.processes import start_server, stop
 from infra.ports import pick_port
 
 pytestmark = pytest.mark.integration

@@ -22,8 +22,9 @@ from btc_core.observations import Window
 from btc_core.pipeline import backfill, store_for
 from btc_core.settings import Settings
 from btc_core.transform import export
+from deployments.deploy import setup_and_deploy
 from deployments.names import PROCESS_POOL
-from deployments.stack import setup_and_deploy, start_worker
+from deployments.processes import start_worker
 from tests.crash import pausing_env
 from tests.lake import Lake, lake_s3, new_lake
 from tests.prefect.conftest import Server, postgres_serve

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from btc_core.settings import PROJECT_ROOT
-from deployments.stack import prefect_env, stop
+from deployments.processes import prefect_env, stop
 from tests.prefect.helpers import completed_run
 
 pytestmark = pytest.mark.integration

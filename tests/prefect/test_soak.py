@@ -22,7 +22,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 
 from btc_core.settings import PROJECT_ROOT
-from deployments.stack import setup_and_deploy, stop
+from deployments.deploy import setup_and_deploy
+from deployments.processes import stop
 from tests.prefect.conftest import Server, postgres_serve
 from tests.prefect.helpers import run_deployment
 

@@ -15,7 +15,7 @@ from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
 from prefect.events import emit_event
 from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
 
-from deployments.stack import prefect_env, start_warm_path
+from deployments.processes import prefect_env, start_warm_path
 from flows.warm import EVENT, btc_refresh
 
 pytestmark = pytest.mark.integration
