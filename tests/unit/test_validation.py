@@ -86,6 +86,17 @@ def test_rows_with_too_many_fields_are_skipped_and_lines_stay_right(settings, re
     ]
 
 
+@pytest.mark.parametrize("end", ["\n", "\r\n", ""], ids=["lf", "crlf", "no-end"])
+def test_a_line_ending_in_a_comma_has_one_field_too_many(settings, tmp_path, end):
+    """DuckDB's reader takes ``6,`` for a trailing delimiter and drops the empty field; the
+    format counts it (the property test found ``time,close\\n1574208000,0.01,\\n`` kept)."""
+    path = tmp_path / "comma.csv"
+    path.write_bytes(f"time,close\n1696118400,5\n1696122000,6,{end}".encode())
+    batch = fetch(settings, path)
+    assert batch.rejected == {"too many fields": 1} and len(batch.frame) == 1
+    assert batch.examples == ["file comma.csv line 3: too many fields"]
+
+
 def test_duplicates_collapse_later_line_wins_and_order_does_not_matter(
     settings, replay_csv, tmp_path
 ):
