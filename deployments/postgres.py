@@ -27,12 +27,14 @@ def postgres_url(database: str) -> str:
 
 
 @contextmanager
-def scratch_database(prefix: str) -> Iterator[str]:
-    """A new database on the local PostgreSQL, dropped (connections and all) afterwards."""
+def scratch_database(prefix: str, template: str = "") -> Iterator[str]:
+    """A new database on the local PostgreSQL (a copy of ``template`` if given), dropped
+    (connections and all) afterwards."""
     if not postgres_available():
         raise RuntimeError("PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres")
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    subprocess.run([*PG_ADMIN, f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    create = f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "")
+    subprocess.run([*PG_ADMIN, create], check=True, capture_output=True)
     try:
         yield name
     finally:

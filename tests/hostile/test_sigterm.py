@@ -22,6 +22,7 @@ from deployments.processes import prefect_env, start_server, start_worker, wait_
 from deployments.runs import start_run
 from infra.ports import pick_port
 from tests.prefect.conftest import PortTaken
+from tests.prefect.templates import seed_sqlite
 
 pytestmark = [pytest.mark.integration, pytest.mark.alone]
 # docker stop and most service managers wait 10 s before SIGKILL; on a quiet machine these stops
@@ -52,6 +53,7 @@ def stop(proc: subprocess.Popen) -> int | None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[tuple[subprocess.Popen, str, Path]]:
     home = tmp_path_factory.mktemp("sigterm") / "prefect"
+    seed_sqlite(home)
     for _ in range(3):
         port = pick_port(FIRST_PORT)
         try:

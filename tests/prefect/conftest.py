@@ -19,6 +19,7 @@ from deployments.deploy import setup_and_deploy
 from deployments.postgres import postgres_available, postgres_url, scratch_database
 from deployments.processes import PortTaken, start_server, start_worker, stop
 from infra.ports import pick_port
+from tests.prefect.templates import postgres_template, seed_sqlite
 
 NO_POSTGRES = "PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres"
 
@@ -77,6 +78,8 @@ class Server:
 def _serve(tmp: Path, db_url: str = "", first_port: int = 4300) -> Iterator[Server]:
     home, logs = tmp / "prefect-home", tmp / "logs"
     env = {"PREFECT_API_DATABASE_CONNECTION_URL": db_url} if db_url else {}
+    if not db_url:
+        seed_sqlite(home)
     for attempt in range(3):  # another session on this machine may win the race for a port
         port = pick_port(first_port)
         try:
@@ -120,7 +123,7 @@ def postgres_serve(tmp: Path, first_port: int = 4300) -> Iterator[Server]:
     """A self-hosted server on the local PostgreSQL, in a database of its own (dropped after)."""
     if not postgres_available():
         pytest.skip(NO_POSTGRES)
-    with scratch_database("btc_prefect_test") as name:
+    with scratch_database("btc_prefect_test", template=postgres_template()) as name:
         gen = _serve(tmp, postgres_url(name), first_port)
         yield next(gen)
         gen.close()

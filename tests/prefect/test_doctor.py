@@ -16,6 +16,7 @@ from deployments.deploy import setup_and_deploy
 from deployments.doctor import check_docker
 from deployments.processes import start_server, stop
 from infra.ports import pick_port
+from tests.prefect.templates import seed_sqlite
 
 pytestmark = pytest.mark.integration
 BTC = Path(sys.executable).parent / "btc"
@@ -68,6 +69,7 @@ def test_a_locked_duckdb_file_and_a_missing_docker_daemon_are_reported(tmp_path)
 def test_a_server_behind_basic_auth_asks_for_the_right_credentials(tmp_path):
     auth = f"admin:{uuid.uuid4().hex}"
     port = pick_port(4600)
+    seed_sqlite(tmp_path / "home")
     server = start_server(
         tmp_path / "home", port, tmp_path / "server.log", PREFECT_SERVER_API_AUTH_STRING=auth
     )
