@@ -14,17 +14,19 @@ from __future__ import annotations
 import fcntl
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import prefect
 
-from btc_core.settings import PROJECT_ROOT
 from deployments.postgres import PG_ADMIN, postgres_url
 from deployments.processes import BIN, prefect_env
 
-CACHE = PROJECT_ROOT / "var" / "cache"
+# Beside the PostgreSQL server, not in one checkout: two checkouts testing at once share the
+# template database, so they share its lock too.
+CACHE = Path(tempfile.gettempdir()) / "btc-prefect-templates"
 VERSION = prefect.__version__.replace(".", "_").replace("+", "_")
 
 
