@@ -4,7 +4,7 @@
     python -m infra.image build --base-image python:3.11-slim-bookworm   # choose the base
     python -m infra.image tag              # the tag the Docker work pool uses by default
 
-The tag is the project version plus the git revision (``-dirty`` when the work tree has changes),
+The tag is the project version plus the git revision (``-dirty`` when the image's inputs changed),
 never only ``latest``: the Docker work pool's ``IfNotPresent`` pull policy then never tries a
 registry for an image that exists only on the worker's machine. The base is the local debootstrap
 image where it exists or can be made (root with debootstrap: no registry needed), else the public
@@ -36,8 +36,16 @@ def version() -> str:
         return tomllib.load(fh)["project"]["version"]
 
 
+def image_inputs() -> list[str]:
+    """What the image is built from: infra/Dockerfile and its build context (the paths that
+    .dockerignore lets through)."""
+    allowed = (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
+    return ["infra/Dockerfile", *(line[1:] for line in allowed if line.startswith("!"))]
+
+
 def git_revision() -> str | None:
-    """Short commit id, ``-dirty`` if the work tree differs; None outside a git checkout."""
+    """Short commit id, ``-dirty`` if the image's inputs differ from it (a screenshot written by
+    the UI tests is not a new image); None outside a git checkout."""
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # read-only: never touch the index
 
     def git(*args: str) -> str:
@@ -47,7 +55,7 @@ def git_revision() -> str | None:
 
     try:
         sha = git("rev-parse", "--short=12", "HEAD")
-        dirty = bool(git("status", "--porcelain"))
+        dirty = bool(git("status", "--porcelain", "--", *image_inputs()))
     except (OSError, subprocess.CalledProcessError):
         return None
     return f"{sha}-dirty" if dirty else sha
