@@ -36,26 +36,26 @@ def version() -> str:
         return tomllib.load(fh)["project"]["version"]
 
 
-def image_inputs() -> list[str]:
+def image_inputs(root: Path = PROJECT_ROOT) -> list[str]:
     """What the image is built from: infra/Dockerfile and its build context (the paths that
     .dockerignore lets through)."""
-    allowed = (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
+    allowed = (root / ".dockerignore").read_text().splitlines()
     return ["infra/Dockerfile", *(line[1:] for line in allowed if line.startswith("!"))]
 
 
-def git_revision() -> str | None:
+def git_revision(root: Path = PROJECT_ROOT) -> str | None:
     """Short commit id, ``-dirty`` if the image's inputs differ from it (a screenshot written by
     the UI tests is not a new image); None outside a git checkout."""
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # read-only: never touch the index
 
     def git(*args: str) -> str:
         return subprocess.run(
-            ["git", *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=True
+            ["git", *args], cwd=root, env=env, capture_output=True, text=True, check=True
         ).stdout.strip()
 
     try:
         sha = git("rev-parse", "--short=12", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--", *image_inputs()))
+        dirty = bool(git("status", "--porcelain", "--", *image_inputs(root)))
     except (OSError, subprocess.CalledProcessError):
         return None
     return f"{sha}-dirty" if dirty else sha
