@@ -6,26 +6,10 @@ import time
 from typing import Any
 
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.client.schemas.filters import (
-    FlowRunFilter,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
-)
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
 from tests.prefect.helpers import logs, wait
-
-
-def stop_schedules(client: SyncPrefectClient) -> None:
-    """Only the runs a test starts: deactivate every schedule and delete the runs already
-    scheduled (a btc-interval run on a quarter hour would land in the middle of a scan)."""
-    for deployment in client.read_deployments():
-        for schedule in deployment.schedules:
-            client.update_deployment_schedule(deployment.id, schedule.id, active=False)
-    scheduled = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
-    for flow_run in client.read_flow_runs(flow_run_filter=FlowRunFilter(state=scheduled)):
-        client.delete_flow_run(flow_run.id)
 
 
 def start(

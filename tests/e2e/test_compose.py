@@ -34,9 +34,9 @@ from infra.image import Build
 from infra.ports import pick_port
 from tests.e2e.browser import Browser
 from tests.e2e.hosts import flow_run_containers
-from tests.e2e.runs import run, stop_schedules
+from tests.e2e.runs import run
 from tests.e2e.test_docker_pool import export_of, wait_until
-from tests.prefect.helpers import all_task_runs
+from tests.prefect.helpers import all_task_runs, stop_schedules
 
 # The first test that needs the stack pays for the image builds and the start (~4-10 min cold).
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]

@@ -26,9 +26,10 @@ from tests.e2e.boundary import (
     sqlite_text,
 )
 from tests.e2e.hosts import S3, WorkerHost
-from tests.e2e.runs import run, settle, stop_schedules
+from tests.e2e.runs import run, settle
 from tests.plugin import WebhookSink
 from tests.prefect.conftest import Server, postgres_serve
+from tests.prefect.helpers import stop_schedules
 
 pytestmark = pytest.mark.integration
 # prefect.yaml gives the process deployments BTC_NOTIFY=stdout, and a job's env wins over the

@@ -18,11 +18,11 @@ from deployments.setup import ensure_result_storage
 from tests.e2e.boundary import close_prices, daily_averages, forbidden, leaks, pg_dump_text
 from tests.e2e.conftest import docker_worker_settings
 from tests.e2e.hosts import S3, WorkerHost
-from tests.e2e.runs import run, settle, stop_schedules
+from tests.e2e.runs import run, settle
 from tests.e2e.test_data_boundary import STRICT_PROCESS_JOB
 from tests.e2e.topology import authed_client, production_stack, redis_db
 from tests.prefect.conftest import Server
-from tests.prefect.helpers import all_task_runs
+from tests.prefect.helpers import all_task_runs, stop_schedules
 
 pytestmark = pytest.mark.integration
 

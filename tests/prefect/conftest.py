@@ -19,6 +19,7 @@ from deployments.deploy import setup_and_deploy
 from deployments.postgres import postgres_available, postgres_url, scratch_database
 from deployments.processes import PortTaken, start_server, start_worker, stop
 from infra.ports import pick_port
+from tests.prefect.helpers import stop_schedules
 from tests.prefect.templates import postgres_template, seed_sqlite
 
 NO_POSTGRES = "PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres"
@@ -102,20 +103,10 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     gen = _serve(tmp_path_factory.mktemp("prefect-sqlite"))
     server = next(gen)
     setup_and_deploy(server.home, server.api_url)
-    pause_schedules(server)
+    with server.client() as client:  # only the runs a test starts: none by the clock
+        stop_schedules(client)
     yield server
     gen.close()
-
-
-def pause_schedules(server: Server) -> None:
-    """The deployments keep their schedules, inactive: the scheduler's own runs (btc-interval
-    every 15 min, btc-hourly-docker in a pool nobody polls here) would otherwise land in the
-    middle of tests that count runs, share the worker's DuckDB or ask the doctor for a healthy
-    setup, depending on the time of day the suite runs."""
-    with server.client() as client:
-        for deployment in client.read_deployments():
-            for schedule in deployment.schedules:
-                client.update_deployment_schedule(deployment.id, schedule.id, active=False)
 
 
 @contextmanager
