@@ -59,7 +59,11 @@ def seed_sqlite(home: Path) -> None:
         if not template.exists():
             scratch = CACHE / f"prefect-{VERSION}-home"
             shutil.rmtree(scratch, ignore_errors=True)
-            _upgrade(scratch)
+            # explicit: a PREFECT_API_DATABASE_CONNECTION_URL in the environment would win
+            _upgrade(
+                scratch,
+                PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{scratch}/prefect.db",
+            )
             (scratch / "prefect.db").replace(template)
             shutil.rmtree(scratch, ignore_errors=True)
     home.mkdir(parents=True, exist_ok=True)
