@@ -72,7 +72,8 @@ class Ports(NamedTuple):
         return self.lb
 
     def replica(self, name: str) -> int:
-        assert name in REPLICAS, name
+        if name not in REPLICAS:  # any other field is a port too, but not a replica's
+            raise ValueError(f"{name!r} is not a replica: {', '.join(REPLICAS)}")
         return getattr(self, name)
 
     def all(self, own_redis: bool = False) -> list[int]:
