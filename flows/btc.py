@@ -45,6 +45,7 @@ from prefect.utilities.annotations import quote
 
 from btc_core import pipeline
 from btc_core.chart import draw, markdown_image, save_png
+from btc_core.cli import skip_exit_collection
 from btc_core.errors import is_retryable
 from btc_core.observations import Batch, Window, utc_now
 from btc_core.policy import RetryPolicy, extract_try
@@ -334,4 +335,5 @@ def btc_backfill(start: date, end: date, source: str | None = None, max_parallel
 
 
 if __name__ == "__main__":
+    skip_exit_collection()
     print(asyncio.run(btc_pipeline()))
