@@ -61,7 +61,7 @@ def extension_directory() -> Path:
 def connection_config() -> dict[str, str | bool | int | float | list[str]]:
     """DuckDB settings of a lake connection: extensions from the packages' folder only, never
     downloaded, and loaded without DuckDB's signature check. That check hashes the three binaries
-    (125 MB) on every connection, 0.4 s of a 36k-row backfill's 1.6 s; the binaries come from
+    (125 MB) on every connection: 0.25-0.4 s, most of a 36k-row lake backfill; the binaries come from
     wheels whose hashes uv.lock pins and uv verifies at install, and they sit in the same
     site-packages as duckdb's own code, so hashing them again protects nothing (docs/ducklake.md)."""
     return {
