@@ -1,6 +1,6 @@
 """Shared fixtures live in tests/plugin.py, so the Airflow environment's suite can use them too.
 
-Under pytest-xdist (``make test`` runs ``pytest -n 3 --dist loadgroup``) every other test goes to
+Under pytest-xdist (``make test`` runs ``pytest -n 2 --dist loadgroup``) every other test goes to
 whichever worker is free, but each group in ``GROUPS`` runs on a single worker: its session
 fixtures are started once (e2e: dockerd, the flow image, the hybrid server and the compose stack;
 ui: Chromium and the three UIs' servers; ops: the HA stack), and its tests share the project
