@@ -7,8 +7,6 @@ line and exit non-zero; ``--debug`` (or ``BTC_DEBUG=1``) shows the traceback.
 from __future__ import annotations
 
 import argparse
-import atexit
-import gc
 import logging
 import os
 import sys
@@ -22,6 +20,7 @@ from btc_core import __version__
 from btc_core.chart import CHART_DAYS, daily_avg_png, last_days, save_png
 from btc_core.doctor import run_checks
 from btc_core.errors import BtcError, ConfigError
+from btc_core.exit import skip_exit_collection
 from btc_core.observations import Window
 from btc_core.pipeline import backfill, chunk_size, run_cycle, store_for
 from btc_core.settings import NOTIFY_CHANNELS, SOURCES, Settings
@@ -152,16 +151,6 @@ COMMANDS = {
     "chart": _chart,
     "doctor": _doctor,
 }
-
-
-def skip_exit_collection() -> None:
-    """Spare this process the interpreter's last garbage collection at exit: it walks every
-    object the imports made, to free memory the OS takes back anyway (measured: 50-90 ms of a
-    ``btc run``, about 0.3 s of ``python flows/btc.py`` with Prefect loaded). ``gc.freeze`` runs
-    after the other exit handlers (Prefect flushes its logs and events in its own); files and
-    connections are closed by their ``with`` blocks long before."""
-    atexit.unregister(gc.freeze)
-    atexit.register(gc.freeze)
 
 
 def main(argv: list[str] | None = None) -> int:

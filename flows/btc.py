@@ -45,8 +45,8 @@ from prefect.utilities.annotations import quote
 
 from btc_core import pipeline
 from btc_core.chart import draw, markdown_image, save_png
-from btc_core.cli import skip_exit_collection
 from btc_core.errors import is_retryable
+from btc_core.exit import skip_exit_collection
 from btc_core.observations import Batch, Window, utc_now
 from btc_core.policy import RetryPolicy, extract_try
 from btc_core.report import Snapshot, run_summary_markdown, snapshot
