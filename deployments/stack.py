@@ -35,9 +35,10 @@ from infra.signals import sigint_not_ignored
 
 STACK_DIR = PROJECT_ROOT / "var" / "stack"
 PREFECT_HOME = PROJECT_ROOT / "var" / "prefect"
-# How often the stack's worker asks for runs (Prefect's default is 10 s); docs/latency.md prices
-# each setting. BTC_WORKER_POLL_S overrides it.
-DEFAULT_POLL_S = 1.0
+# How often the stack's worker asks for runs (Prefect's default is 10 s): a run waits half of it on
+# average; each poll costs the server ~18 ms of CPU (docs/prefect-cost.md prices each setting).
+# BTC_WORKER_POLL_S overrides it.
+DEFAULT_POLL_S = 0.5
 
 
 @dataclass
