@@ -115,10 +115,13 @@ def warm(env: dict[str, str], repeats: int) -> dict[str, float]:
 
 
 def cold(env: dict[str, str], rounds: int, workdir: Path) -> dict[str, float]:
-    """Medians (ms) of fresh processes: the flow script and the plain CLI, alternately."""
+    """Medians (ms) of fresh processes, in turn: the flow script, the plain CLI, the empty flow
+    as a script (Prefect's cold floor) and the bare interpreter."""
     commands = {
         "prefect": [sys.executable, str(PROJECT_ROOT / "flows" / "btc.py")],
         "plain": [str(BIN / "btc"), "run"],
+        "floor": [sys.executable, str(PROJECT_ROOT / "bench" / "floor_flow.py")],
+        "python": [sys.executable, "-c", "pass"],
     }
     times: dict[str, list[float]] = {name: [] for name in commands}
     for i in range(rounds + 1):
@@ -356,6 +359,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ncold, {args.runs} fresh processes each, medians:")
         print(f"  python flows/btc.py {c['prefect']:.0f} ms; btc run {c['plain']:.0f} ms")
         print("  " + report("ratio", ratio, GOALS["cold_ratio"], "x"))
+        # The floor of the ratio: Prefect's empty flow plus the plain run's own work, one
+        # interpreter start-up between them.
+        at_floor = c["floor"] - c["python"] + c["plain"]
+        print(
+            f"  floor: the empty flow as a script {c['floor']:.0f} ms (python alone "
+            f"{c['python']:.0f} ms); with the plain run's work on top {at_floor:.0f} ms, "
+            f"ratio {at_floor / c['plain']:.2f}x; the flow is {c['prefect'] - at_floor:+.0f} ms "
+            "from it"
+        )
 
         worker = start_worker(
             home, api_url, "btc-process", workdir / "worker.log", DEFAULT_POLL_S, **quiet
