@@ -9,7 +9,9 @@ Starts a server of its own (SQLite, temporary PREFECT_HOME, pools and deployment
    interleaved, a fresh DuckDB and replay copy per run; and the *floor*: an empty async flow with
    the same three tasks doing nothing (what Prefect costs with nothing in it), plus the same
    floor as a sync flow (the heartbeat join the async flow avoids).
-2. **cold**: whole processes, ``python flows/btc.py`` (server running) vs ``btc run``.
+2. **cold**: whole processes, ``python flows/btc.py`` (server running) vs ``btc run``, and the
+   floor of that ratio: the empty flow as a script (``python bench/floor_flow.py``) with the plain
+   run's work on top.
 3. **trigger**: a ``btc-hourly`` run created through the API -> Completed, through a process
    worker with the project's polling (``make up``), with the seconds split by the run's state
    history: waiting for the worker, starting the flow-run process, running, reporting.

@@ -103,6 +103,9 @@ def prefect_values(cost: dict, overhead: dict[str, float]) -> dict:
             "flow_ms": cold["prefect"],
             "plain_ms": cold["plain"],
             "ratio": cold["prefect"] / cold["plain"],
+            "floor_ms": cold["floor"],
+            # Prefect's empty flow plus the plain run's work, one interpreter start-up between them
+            "at_floor_ratio": (cold["floor"] - cold["python"] + cold["plain"]) / cold["plain"],
         },
         "trigger": {
             "poll_s": trigger["poll_s"],
