@@ -50,6 +50,7 @@ FILTERS: dict[str, Callable[..., str]] = {
     "interval": "{:g} s".format,  # a configured interval, as set: 2 s, 0.5 s
     "minutes": minutes,
     "times": "{:.1f}x".format,
+    "ratio": "{:.2f}x".format,  # a ratio read against a goal or a floor a few hundredths away
     "mib": "{:,.0f} MiB".format,
     "count": "{:,}".format,
     "runs": runs,
