@@ -69,7 +69,7 @@ def wait_until_ok(
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(0.1)  # a refused connection costs nothing; a server up is seen at once
     raise TimeoutError(f"{what} did not answer within {timeout_s:.0f} s{log_tail(log)}")
 
 
