@@ -55,7 +55,7 @@ test: setup  ## every test suite: core, Prefect, Dagster, parity, then Airflow i
 	$(RUN) ruff check .
 	$(RUN) mypy
 	$(RUN) pytest -n 2 --dist loadgroup -m 'not soak and not alone'
-	$(RUN) pytest -m alone
+	$(RUN) pytest -m alone tests/hostile
 	$(MAKE) -C airflow_port test
 
 soak: setup  ## 200 sequential deployment runs on a PostgreSQL-backed server, the worker's memory bounded (~15 min)

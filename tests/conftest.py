@@ -5,8 +5,8 @@ whichever worker is free, but each group in ``GROUPS`` runs on a single worker: 
 fixtures are started once (e2e: dockerd, the flow image, the hybrid server and the compose stack;
 ui: Chromium and the three UIs' servers; ops: the HA stack), and its tests share the project
 folder's ``var/``. The UI tests need no Docker: as a group of their own they run beside the
-Docker ones instead of after them (the longest group bounds the wall time). The few tests on
-``bare_server`` or ``postgres_server`` form a group per server.
+Docker ones instead of after them (the longest group bounds the wall time). The tests on
+``prefect_server``, ``bare_server`` or ``postgres_server`` form a group per server.
 """
 
 from __future__ import annotations
@@ -20,15 +20,25 @@ pytest_plugins = ["tests.plugin"]
 TESTS = Path(__file__).parent
 UI_TESTS = ("e2e/test_browser.py", "e2e/test_make_dagster.py", "e2e/test_readme.py")
 GROUPS = ("e2e", "ops")  # folders; the UI tests of tests/e2e are the group "ui"
-# Session servers that only a few tests use: those tests run on one worker, which starts the
-# server once (instead of once per worker, each left idling until the session ends).
-SERVER_GROUPS = ("bare_server", "postgres_server")
+# `make test` runs `pytest -m alone tests/hostile` after the parallel suite: collecting only this
+# folder saves collecting the whole suite for four tests.
+ALONE_FOLDER = "hostile"
+# Session servers of tests/prefect: the tests on each run on one worker, which starts the server
+# (and the deployments, and the process worker) once instead of once per xdist worker, each left
+# idling until the session ends.
+SERVER_GROUPS = ("prefect_server", "bare_server", "postgres_server")
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """Group marks, set as each test is collected: xdist reads them in its own
-    ``pytest_collection_modifyitems``, which runs before a conftest's."""
+    """Group marks (and the check that alone tests are where `make test` looks), set as each test
+    is collected: xdist reads the marks in its own ``pytest_collection_modifyitems``, which runs
+    before a conftest's."""
     path = item.path.relative_to(TESTS)
+    if item.get_closest_marker("alone") and path.parts[0] != ALONE_FOLDER:
+        raise pytest.UsageError(
+            f"{item.nodeid}: tests marked alone belong in tests/{ALONE_FOLDER}/ "
+            "(make test collects only that folder for them)"
+        )
     fixtures = getattr(item, "fixturenames", ())
     if path.as_posix() in UI_TESTS:
         item.add_marker(pytest.mark.xdist_group("ui"))
