@@ -58,7 +58,7 @@ test: setup  ## every test suite: core, Prefect, Dagster, parity, then Airflow i
 	$(RUN) pytest -m alone tests/hostile
 	$(MAKE) -C airflow_port test
 
-soak: setup  ## 200 sequential deployment runs on a PostgreSQL-backed server, the worker's memory bounded (~15 min)
+soak: setup  ## 200 sequential deployment runs on a PostgreSQL-backed server, the worker's memory bounded (~10 min)
 	$(RUN) pytest -m soak tests/prefect/test_soak.py
 
 test-unit: setup  ## the fast unit tests only
