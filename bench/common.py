@@ -18,6 +18,12 @@ def timed(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def cold_floor_ms(cold: dict[str, float]) -> float:
+    """The floor of the cold ratio (``bench.prefect_cost``'s cold medians): Prefect's empty flow
+    as a script plus the plain run's own work, one interpreter start-up between them."""
+    return cold["floor"] - cold["python"] + cold["plain"]
+
+
 def overhead_args(description: str, argv: list[str] | None) -> argparse.Namespace:
     """``--repeats`` (>= 5, for a meaningful median) and ``--replay-file``."""
     parser = argparse.ArgumentParser(description=description)

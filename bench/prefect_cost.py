@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from bench.common import timed
+from bench.common import cold_floor_ms, timed
 from btc_core.settings import DEFAULT_REPLAY_FILE, PROJECT_ROOT
 from deployments.deploy import prefect_cli, setup_and_deploy
 from deployments.processes import (
@@ -361,9 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ncold, {args.runs} fresh processes each, medians:")
         print(f"  python flows/btc.py {c['prefect']:.0f} ms; btc run {c['plain']:.0f} ms")
         print("  " + report("ratio", ratio, GOALS["cold_ratio"], "x"))
-        # The floor of the ratio: Prefect's empty flow plus the plain run's own work, one
-        # interpreter start-up between them.
-        at_floor = c["floor"] - c["python"] + c["plain"]
+        at_floor = cold_floor_ms(c)
         print(
             f"  floor: the empty flow as a script {c['floor']:.0f} ms (python alone "
             f"{c['python']:.0f} ms); with the plain run's work on top {at_floor:.0f} ms, "

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jinja2
 
+from bench.common import cold_floor_ms
 from btc_core.settings import PROJECT_ROOT
 
 HERE = Path(__file__).parent
@@ -105,8 +106,7 @@ def prefect_values(cost: dict, overhead: dict[str, float]) -> dict:
             "plain_ms": cold["plain"],
             "ratio": cold["prefect"] / cold["plain"],
             "floor_ms": cold["floor"],
-            # Prefect's empty flow plus the plain run's work, one interpreter start-up between them
-            "at_floor_ratio": (cold["floor"] - cold["python"] + cold["plain"]) / cold["plain"],
+            "at_floor_ratio": cold_floor_ms(cold) / cold["plain"],
         },
         "trigger": {
             "poll_s": trigger["poll_s"],
