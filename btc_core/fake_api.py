@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,10 @@ class FakeApi:
         server = ThreadingHTTPServer(("127.0.0.1", port), _handler(api))
         server.daemon_threads = True
         api.url = f"http://127.0.0.1:{server.server_address[1]}"
-        thread = threading.Thread(target=server.serve_forever, name="fake-api", daemon=True)
+        # polled every 50 ms for the stop: ``shutdown`` waits up to one interval (the default
+        # 0.5 s, paid by each of the many short-lived fake APIs of the tests and parity runs)
+        serve = partial(server.serve_forever, poll_interval=0.05)
+        thread = threading.Thread(target=serve, name="fake-api", daemon=True)
         thread.start()
         try:
             yield api

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,10 @@ class WebhookSink:
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         sink.url = f"http://127.0.0.1:{server.server_address[1]}"
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        # a short poll: ``shutdown`` waits up to one interval (the default 0.5 s, at every test)
+        threading.Thread(
+            target=partial(server.serve_forever, poll_interval=0.05), daemon=True
+        ).start()
         try:
             yield sink
         finally:
