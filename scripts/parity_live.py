@@ -4,7 +4,8 @@
 
 For each fault scenario each path runs its own hourly cycle (``btc run``, the Prefect flow, the
 Dagster assets, the Airflow DAG) against a fresh fake CoinGecko/Coinbase and a fresh DuckDB, in
-its own process and environment (Airflow's has its own venv). ``<out>/<path>.json`` holds, per
+its own process and environment (Airflow's has its own venv); the paths run at the same time
+(each has its own fake API, files and home). ``<out>/<path>.json`` holds, per
 scenario, the export (the output contract), the requests each provider received, and what the
 store recorded about the load (source, failover notes, counts): the retry and failover policies
 (btc_core/policy.py) must give the same bytes on every path. Exit 1 with a diff otherwise.
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from btc_core.fake_api import FakeApi
@@ -159,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     for stale in out.glob("*"):
         if stale.is_file():
             stale.unlink()
-    for name in names:
-        spawn(name, out)
+    with ThreadPoolExecutor(len(names)) as pool:  # independent processes: at once, not in turn
+        list(pool.map(lambda name: spawn(name, out), names))
     bad = compare(out, names)
     if bad:
         print(f"parity-live FAILED: {', '.join(bad)} differ from plain")
