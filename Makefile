@@ -10,6 +10,9 @@ RUN := $(UV) run --frozen
 # it would re-check 17k files (+0.6 s) on every call.
 SYNC := $(UV) sync --frozen --compile-bytecode
 DAGSTER_PORT ?= 3000
+# mypy's cache outside the checkout, like uv's: a new clone re-checks only what changed (mypy
+# compares file hashes): 0.7-1.1 s instead of 21 s for a cold check of the four packages.
+MYPY := $(RUN) mypy --cache-dir $(HOME)/.cache/btc-orchestration/mypy
 
 .PHONY: help uv setup demo plain server up down status worker test soak test-unit lint format parity parity-live dagster airflow-ui airflow-ui-down comparison screenshots image hybrid stack-up stack-down bench clean \
 	ha-up ha-down ha-status migrate metrics alert-rules backup restore test-ops bench-ops
@@ -53,7 +56,7 @@ worker: setup  ## another process worker (PREFECT_API_URL must point at the serv
 test: setup  ## every test suite: core, Prefect, Dagster, parity, then Airflow in its own environment
 	$(SYNC) --project airflow_port
 	$(RUN) ruff check .
-	$(RUN) mypy
+	$(MYPY)
 	$(RUN) pytest -n 2 --dist loadgroup -m 'not soak and not alone'
 	$(RUN) pytest -m alone tests/hostile
 	$(MAKE) -C airflow_port test
@@ -67,7 +70,7 @@ test-unit: setup  ## the fast unit tests only
 lint: setup  ## ruff lint and format check, mypy on btc_core, flows, deployments, dagster_port
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy
+	$(MYPY)
 
 format: setup
 	$(RUN) ruff format .
