@@ -62,4 +62,6 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The files of ``LONGEST_FIRST`` ahead of the rest, each file's tests kept in order."""
+    if moved := [name for name in LONGEST_FIRST if not (TESTS / name).is_file()]:
+        raise pytest.UsageError(f"LONGEST_FIRST names files that are gone: {', '.join(moved)}")
     items.sort(key=lambda item: item.path.relative_to(TESTS).as_posix() not in LONGEST_FIRST)
