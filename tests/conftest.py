@@ -23,9 +23,11 @@ GROUPS = ("e2e", "ops")  # folders; the UI tests of tests/e2e are the group "ui"
 # `make test` runs `pytest -m alone tests/hostile` after the parallel suite: collecting only this
 # folder saves collecting the whole suite for four tests.
 ALONE_FOLDER = "hostile"
-# Session servers of tests/prefect: the tests on each run on one worker, which starts the server
-# (and the deployments, and the process worker) once instead of once per xdist worker, each left
-# idling until the session ends.
+# Servers of tests/prefect: the tests on each run on one worker, which starts the server (and the
+# deployments, and the process worker) once instead of once per xdist worker. They are
+# package-scoped, like tests/e2e's hybrid server and its workers: stopped when the worker moves
+# on to another folder, not left idling (2-8 % of a core each, with their polling workers)
+# until the session ends.
 SERVER_GROUPS = ("prefect_server", "bare_server", "postgres_server")
 # The longest tests outside any group (measured: the kill -9 drill 108 s, the four-run lake 59 s,
 # the parity scripts 20-36 s each). xdist hands out the groups first, then the other tests in

@@ -123,7 +123,7 @@ def docker_worker_settings() -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def hybrid_server(tmp_path_factory: pytest.TempPathFactory, s3: S3) -> Iterator[Server]:
     """A self-hosted server (SQLite) set up and deployed, results block on S3, fast zombies."""
     gen = _serve(tmp_path_factory.mktemp("prefect-hybrid"))
@@ -146,7 +146,7 @@ def docker_host(tmp_path_factory: pytest.TempPathFactory, strict_env: dict[str, 
     return host
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def docker_worker(hybrid_server: Server, flow_image: Build) -> subprocess.Popen:
     """A Docker worker polling every second."""
     return hybrid_server.worker(pool="btc-docker", poll_s=1.0, **docker_worker_settings())
@@ -157,7 +157,7 @@ def process_host(tmp_path_factory: pytest.TempPathFactory) -> WorkerHost:
     return WorkerHost(tmp_path_factory.mktemp("process-host"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def process_worker(
     hybrid_server: Server, process_host: WorkerHost, strict_env: dict[str, str]
 ) -> subprocess.Popen:

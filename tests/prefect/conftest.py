@@ -97,7 +97,7 @@ def _serve(tmp: Path, db_url: str = "", first_port: int = 4300) -> Iterator[Serv
         stop(proc.pid, sigints=1)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A self-hosted server on SQLite, set up and deployed."""
     gen = _serve(tmp_path_factory.mktemp("prefect-sqlite"))
@@ -120,7 +120,7 @@ def postgres_serve(tmp: Path, first_port: int = 4300) -> Iterator[Server]:
         gen.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def bare_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A self-hosted server on SQLite with nothing set up: for tests that bring their own pools
     (the cluster pools stay off ``prefect_server``, where ``btc doctor`` checks every pool)."""
@@ -129,19 +129,19 @@ def bare_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     gen.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A self-hosted server on the local PostgreSQL, in a database of its own."""
     with postgres_serve(tmp_path_factory.mktemp("prefect-pg")) as server:
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def worker_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("worker-data") / "btc.duckdb"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def process_worker(
     prefect_server: Server, fake_api_server: FakeApi, worker_db: Path
 ) -> subprocess.Popen:
