@@ -30,9 +30,10 @@ ALONE_FOLDER = "hostile"
 # until the session ends.
 SERVER_GROUPS = ("prefect_server", "bare_server", "postgres_server")
 # The longest tests outside any group (measured: the kill -9 drill 108 s, the four-run lake 59 s,
-# the parity scripts 20-36 s each). xdist hands out the groups first, then the other tests in
-# the order collected: these go first, so that the run does not end on one of them while the
-# other worker has finished (68 s of one idle worker, measured, with them collected last).
+# the parity scripts 20-36 s each). xdist hands out the units with the most tests first (the
+# groups), then single tests in the order collected: these go first among those, so that the run
+# does not end on one of them while the other worker has finished (68 s of one idle worker,
+# measured, with them collected last).
 LONGEST_FIRST = (
     "prefect/test_crash_recovery.py",
     "prefect/test_ducklake_hosts.py",
