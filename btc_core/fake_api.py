@@ -40,6 +40,21 @@ import duckdb
 PROVIDERS = ("coingecko", "coinbase")
 
 
+@contextmanager
+def serving(server: ThreadingHTTPServer, name: str) -> Iterator[str]:
+    """Serve ``server`` (bound to 127.0.0.1) in a daemon thread until the block ends; yields its
+    URL. It looks for the stop every 50 ms: ``shutdown`` waits up to one interval (the default
+    0.5 s, paid by each of the many short-lived servers of the tests and parity runs)."""
+    threading.Thread(
+        target=partial(server.serve_forever, poll_interval=0.05), name=name, daemon=True
+    ).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @dataclass
 class FakeApi:
     """The server's state: recorded candles, queued faults, and a log of requests."""
@@ -62,17 +77,8 @@ class FakeApi:
         api = cls(load_candles(replay_csv), slow_s=slow_s, latency_s=latency_s)
         server = ThreadingHTTPServer(("127.0.0.1", port), _handler(api))
         server.daemon_threads = True
-        api.url = f"http://127.0.0.1:{server.server_address[1]}"
-        # polled every 50 ms for the stop: ``shutdown`` waits up to one interval (the default
-        # 0.5 s, paid by each of the many short-lived fake APIs of the tests and parity runs)
-        serve = partial(server.serve_forever, poll_interval=0.05)
-        thread = threading.Thread(target=serve, name="fake-api", daemon=True)
-        thread.start()
-        try:
+        with serving(server, "fake-api") as api.url:
             yield api
-        finally:
-            server.shutdown()
-            server.server_close()
 
     def inject(self, provider: str, *faults: str) -> None:
         """Queue faults for the next requests to ``provider`` (``"down"`` is permanent)."""

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from btc_core.fake_api import FakeApi
+from btc_core.fake_api import FakeApi, serving
 from btc_core.settings import DEFAULT_REPLAY_FILE, SHARED_CSV_NAME, Settings, shared_csv_path
 from infra.signals import sigint_not_ignored
 
@@ -152,17 +150,8 @@ class WebhookSink:
             def log_message(self, *args: object) -> None:
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        sink.url = f"http://127.0.0.1:{server.server_address[1]}"
-        # a short poll: ``shutdown`` waits up to one interval (the default 0.5 s, at every test)
-        threading.Thread(
-            target=partial(server.serve_forever, poll_interval=0.05), daemon=True
-        ).start()
-        try:
+        with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler), "webhook-sink") as sink.url:
             yield sink
-        finally:
-            server.shutdown()
-            server.server_close()
 
 
 @pytest.fixture
