@@ -2,7 +2,12 @@
 # `make demo` and `make test` are the two commands of the README.
 
 PYTHON ?= python3
-UV ?= $(PYTHON) -m uv  # under `uv run` (the tests), UV is already the path of uv itself
+# uv: `make UV=...`, else the uv on PATH, else the one `make uv` installs in ~/.local/bin
+# (scripts/bootstrap_uv.py: stdlib only, for a system Python under PEP 668 with no pip).
+# Under `uv run` (the tests), UV is already the path of uv itself.
+ifeq ($(origin UV),undefined)
+UV := $(shell command -v uv 2>/dev/null || echo "$${UV_INSTALL_DIR:-$$HOME/.local/bin}/uv")
+endif
 RUN := $(UV) run --frozen
 # Packages are compiled to bytecode when installed: where PYTHONDONTWRITEBYTECODE is set (some
 # shells and container images set it), nothing else writes .pyc files and every process would
@@ -21,7 +26,7 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 uv:
-	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore uv
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) scripts/bootstrap_uv.py >/dev/null
 
 setup: uv  ## install uv (if missing) and the locked main environment with every group
 	$(SYNC) --all-groups

@@ -20,11 +20,13 @@ if ! docker info >/dev/null 2>&1; then
     echo "no Docker daemon answers: start Docker, or run: sudo infra/provision.sh" >&2
     exit 1
 fi
-IMAGE="$(python3 -m uv run --frozen python -m infra.image tag)"
+# uv: $UV, else the one on PATH, else installed once in ~/.local/bin (no pip, no venv module needed).
+UV="${UV:-$(command -v uv || python3 scripts/bootstrap_uv.py)}"
+IMAGE="$("$UV" run --frozen python -m infra.image tag)"
 if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
-    echo "note: $IMAGE is not on this machine yet; build it: python3 -m uv run python -m infra.image build" >&2
+    echo "note: $IMAGE is not on this machine yet; build it: uv run python -m infra.image build" >&2
 fi
 export PREFECT_WORKER_QUERY_SECONDS="$POLL"
 export PREFECT_WORKER_PREFETCH_SECONDS="$POLL"
 export PREFECT_FLOWS_HEARTBEAT_FREQUENCY="${PREFECT_FLOWS_HEARTBEAT_FREQUENCY:-30}"
-exec python3 -m uv run --frozen --group platform prefect worker start --pool "$POOL" --type docker --name "$(hostname)-$POOL"
+exec "$UV" run --frozen --group platform prefect worker start --pool "$POOL" --type docker --name "$(hostname)-$POOL"

@@ -16,4 +16,6 @@ POLL="${BTC_WORKER_POLL_S:-10}"
 export PREFECT_WORKER_QUERY_SECONDS="$POLL"
 export PREFECT_WORKER_PREFETCH_SECONDS="$POLL"
 export PREFECT_LOGGING_EXTRA_LOGGERS="${PREFECT_LOGGING_EXTRA_LOGGERS:-btc_core}"
-exec python3 -m uv run --frozen prefect worker start --pool "$POOL" --name "$(hostname)-$POOL"
+# uv: $UV, else the one on PATH, else installed once in ~/.local/bin (no pip, no venv module needed).
+UV="${UV:-$(command -v uv || python3 scripts/bootstrap_uv.py)}"
+exec "$UV" run --frozen prefect worker start --pool "$POOL" --name "$(hostname)-$POOL"

@@ -24,12 +24,8 @@ ENVIRONMENTS = {
 
 
 def uv_cmd(*args: str) -> list[str]:
-    """uv as the Makefile calls it (``python3 -m uv``), or the ``uv`` on PATH."""
-    for python in filter(None, (shutil.which("python3"), sys.executable)):
-        probe = subprocess.run([python, "-m", "uv", "--version"], capture_output=True)
-        if probe.returncode == 0:
-            return [python, "-m", "uv", *args]
-    return ["uv", *args]
+    """uv as the Makefile finds it: ``UV`` (set by ``uv run``), else the ``uv`` on PATH."""
+    return [os.environ.get("UV") or shutil.which("uv") or "uv", *args]
 
 
 def locked(project: str, groups: list[str]) -> int:
