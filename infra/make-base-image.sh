@@ -6,13 +6,17 @@
 #
 #   infra/make-base-image.sh [TAG]    # default btc-base:bookworm-py3.11; kept if it exists (FORCE=1 rebuilds)
 #
+# SUITE (default bookworm) and PACKAGES (default python3,python3-venv,ca-certificates) make other
+# roots from the same recipe: the tests' stock Debian server is
+#   SUITE=bookworm PACKAGES=python3,make,git,ca-certificates infra/make-base-image.sh btc-fresh:bookworm
+#
 # Needs root, debootstrap and a Docker daemon (infra/provision.sh installs and starts them).
 # DEBIAN_MIRROR overrides the mirror (default: the one apt uses, else deb.debian.org).
 set -euo pipefail
 
 TAG="${1:-btc-base:bookworm-py3.11}"
-SUITE=bookworm
-PACKAGES=python3,python3-venv,ca-certificates
+SUITE="${SUITE:-bookworm}"
+PACKAGES="${PACKAGES:-python3,python3-venv,ca-certificates}"
 
 if [ -z "${FORCE:-}" ] && docker image inspect "$TAG" >/dev/null 2>&1; then
     echo "base image $TAG exists (FORCE=1 rebuilds it)"
