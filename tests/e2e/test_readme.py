@@ -1,36 +1,20 @@
-"""The README's commands, as written, in a new shell, in a fresh copy of the project.
-
-Every line of the README's ``sh`` blocks runs here, in order, except the few that :data:`ELSEWHERE`
-names with the reason; a new command in the README fails this test until it runs or is named.
-"""
+"""The README's commands, as written, in a new shell of this machine, in a fresh copy of the
+project (tests/readme.py walks them; tests/hosts/test_fresh_machine.py on a stock Debian server)."""
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from btc_core.settings import PROJECT_ROOT
+from tests.readme import walk_readme
 
 pytestmark = pytest.mark.integration
-README = PROJECT_ROOT / "README.md"
-ELSEWHERE = {  # README commands this test does not run, and why
-    "make test": "it is the suite this test is part of",
-}
 MAX_DEMO_LINES = 40
-
-
-def readme_commands() -> list[str]:
-    """Every command of the README's ``sh`` blocks, in order, comments dropped."""
-    blocks = re.findall(r"^```sh\n(.*?)^```", README.read_text(), re.MULTILINE | re.DOTALL)
-    lines = (line.split("  #")[0].strip() for block in blocks for line in block.splitlines())
-    return [line for line in lines if line]
 
 
 def fresh_copy(dest: Path) -> Path:
@@ -85,22 +69,8 @@ class Shell:
         )
         return line.split("=", 1)[1]
 
-
-def completed_runs(api_url: str, deployment: str) -> int:
-    found = httpx.get(f"{api_url}/deployments/name/{deployment}", timeout=10).json()
-    runs = httpx.post(
-        f"{api_url}/flow_runs/filter",
-        json={"flow_runs": {"deployment_id": {"any_": [found["id"]]}}, "limit": 50},
-        timeout=10,
-    ).json()
-    return sum(run["state"]["type"] == "COMPLETED" for run in runs)
-
-
-def wait_for_completed(api_url: str, deployment: str, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while completed_runs(api_url, deployment) < 1:
-        assert time.monotonic() < deadline, f"no Completed run of {deployment}"
-        time.sleep(1)
+    def exists(self, name: str) -> bool:
+        return (self.folder / name).exists()
 
 
 @pytest.fixture
@@ -114,33 +84,4 @@ def shell(tmp_path) -> Shell:
 
 @pytest.mark.timeout(1800)
 def test_the_readme_works_as_written_in_a_new_shell(shell: Shell):
-    commands = readme_commands()
-    expected = set(commands) - set(ELSEWHERE)
-    demo = shell("make demo")
-    lines = demo.stdout.splitlines() + demo.stderr.splitlines()
-    assert len(lines) <= MAX_DEMO_LINES, "\n".join(lines)
-    assert "btc-pipeline/btc-hourly: Completed" in demo.stdout
-    url = shell.api_url()
-    assert f"Open the UI: {url.removesuffix('/api')}" in demo.stdout
-    # what the demo creates is what it runs: no Docker pool nobody polls
-    assert httpx.get(f"{url}/work_pools/btc-docker", timeout=10).status_code == 404
-
-    doctor = shell("uv run btc doctor")
-    assert "FAIL" not in doctor.stdout, doctor.stdout
-    shell("uv run prefect event emit btc.replay.updated --resource-id btc.replay.demo")
-    wait_for_completed(url, "btc-pipeline/btc-on-event")
-    shell(
-        "uv run prefect deployment run btc-backfill/btc-backfill -p start=2023-11-01 -p end=2023-11-30"
-    )
-    wait_for_completed(url, "btc-backfill/btc-backfill")
-    shell("make down")
-    assert "nothing to stop" in shell("make down").stdout
-    assert not (shell.folder / ".env").exists()
-
-    again = shell("make demo")
-    assert shell.api_url() == url, "make demo after make down moved to another port"
-    assert "Completed" in again.stdout
-    for command in commands:
-        if command not in shell.ran and command not in ELSEWHERE:
-            shell(command)
-    assert expected <= set(shell.ran), expected - set(shell.ran)
+    walk_readme(shell, MAX_DEMO_LINES)
