@@ -8,10 +8,13 @@ error message, read with ``.get_secret_value()`` only where they are used.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import unquote, urlparse
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +31,23 @@ from btc_core.errors import ConfigError
 from btc_core.lake_config import LakeConfig  # pure parsing, no DuckDB extension
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _installed_from() -> Path | None:
+    """The folder this environment installed the project from (``uv sync`` installs it in
+    editable mode from the checkout), or None."""
+    try:
+        text = distribution("btc-orchestration").read_text("direct_url.json") or "{}"
+    except PackageNotFoundError:
+        return None
+    url = urlparse(json.loads(text).get("url", ""))
+    return Path(unquote(url.path)) if url.scheme == "file" else None
+
+
+# Where the data goes by default (var/: the DuckDB file, notifications, charts): the checkout of
+# this environment. A worker's flow run imports this code from a clone that a pull step made in
+# a temporary folder (git, S3, docs/hybrid.md); its data stays in the worker's own checkout.
+DATA_ROOT = _installed_from() or PROJECT_ROOT
 DEFAULT_REPLAY_FILE = PROJECT_ROOT / "data" / "replay" / "btc_hourly_2023-10-01_2023-12-31.csv"
 SourceName = Literal["replay", "coingecko", "coinbase"]
 SOURCES: tuple[str, ...] = get_args(SourceName)
@@ -59,7 +79,7 @@ class Settings(BaseSettings):
     source: SourceName = "replay"
     failover_source: SourceName | Literal["none"] = "coinbase"
     replay_file: UserPath = DEFAULT_REPLAY_FILE
-    db_path: UserPath = PROJECT_ROOT / "var" / "btc.duckdb"
+    db_path: UserPath = DATA_ROOT / "var" / "btc.duckdb"
     lock_timeout_s: Positive = 60.0
     # The shared store (docs/ducklake.md): empty keeps the local DuckDB file at db_path;
     # ``ducklake:postgres:<libpq key=value ...>`` is DuckLake with its catalog in PostgreSQL and
@@ -95,7 +115,7 @@ class Settings(BaseSettings):
     max_price_usd: Positive = 10_000_000.0
     notify: NotifyChannel = "stdout"
     webhook_url: SecretStr = SecretStr("")
-    notify_file: UserPath = PROJECT_ROOT / "var" / "notifications.jsonl"
+    notify_file: UserPath = DATA_ROOT / "var" / "notifications.jsonl"
     alerts_webhook_url: SecretStr = SecretStr("")
     # Where orchestrators find the secrets: the worker's environment (strict hybrid) or
     # Prefect Secret blocks held by the control plane.
