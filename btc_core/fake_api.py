@@ -150,6 +150,7 @@ HOSTILE: dict[str, Callable[[int, float], tuple[Any, Any]]] = {
     "time_text": lambda t, p: ("yesterday", p),
     "time_negative": lambda t, p: (-t, p),
     "time_huge": lambda t, p: (10**40, p),
+    "time_400_digits": lambda t, p: (10**399, p),
     "time_fraction": lambda t, p: (t + 0.0005, p),
     "time_future": lambda t, p: (4_000_000_000, p),
 }

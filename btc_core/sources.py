@@ -170,7 +170,7 @@ class Coinbase:
                 raise BadPayload(f"{self.name}: candles answer is not a list (API changed?)")
             rows += [_pair(c, 0, 4) for c in candles]
         if latest and rows:
-            rows = [max(rows, key=lambda r: float(r[0]) if _is_number(r[0]) else float("-inf"))]
+            rows = [max(rows, key=lambda r: _as_time(r[0]))]
         return _validate_rows(
             self, rows, epoch_scale=1_000_000, window=None if latest else window, latest=latest
         )
@@ -285,12 +285,13 @@ def _pair(item: Any, t: int, p: int) -> tuple[Any, Any]:
     return None, json.dumps(item)[:40]
 
 
-def _is_number(value: Any) -> bool:
+def _as_time(value: Any) -> float:
+    """``value`` as a number to pick the newest candle by; -inf for anything else (text, null,
+    an integer too large for a double): the validator judges the row that is picked."""
     try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return float("-inf")
 
 
 def build_source(name: str, settings: Settings, replay_file: Path | None = None) -> PriceSource:

@@ -206,6 +206,9 @@ PAYLOADS = [
     Case(f"coinbase range: {fault}", backfill("2023-10-01", "2023-10-02", "--source", "coinbase"), env=LIVE, inject=fault)
     for fault in ["price_text", "time_fraction", "time_huge", "price_null", "missing_key"]
 ] + [
+    Case(f"coinbase latest: {fault}", cmd("run --db {good} --source coinbase"), env=LIVE, inject=fault)
+    for fault in ["time_400_digits", "time_huge", "time_text", "price_text"]
+] + [
     Case("coingecko latest: JSON 100,000 levels deep", cmd("run --db {good} --source coingecko"), env=LIVE, inject="deep"),
 ]  # fmt: skip
 
