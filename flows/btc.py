@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import date, timedelta
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import (
@@ -42,6 +42,7 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import Task
 from prefect.utilities.annotations import quote
+from pydantic import Field
 
 from btc_core import pipeline
 from btc_core.chart import draw, markdown_image, save_png
@@ -60,6 +61,9 @@ CHART_KEY = "btc-daily-avg-chart"
 PLACEHOLDER = "unset"  # value of a Secret block created without a real secret
 # Created by deployments/setup.py; held by DuckLake writers, or by any store via BTC_WRITER_LIMIT.
 WRITER_LIMIT = "btc-duckdb-writer"
+# Parameter bounds, checked by Prefect (pydantic) before a run starts and shown in the UI's form.
+MAX_PARALLEL = 32
+MAX_LOOKBACK_HOURS = 24 * 366
 
 
 async def off_loop(call: Callable[..., T], *args: Any) -> T:
@@ -284,7 +288,10 @@ async def chart(settings: Settings) -> None:
 # flow's API client, and their timeouts (and SIGTERM) stop waiting for the core's blocking
 # calls, which run in daemon threads (off_loop).
 @flow(name="btc-pipeline")
-async def btc_pipeline(source: str | None = None, lookback_hours: int | None = None) -> str:
+async def btc_pipeline(
+    source: str | None = None,
+    lookback_hours: Annotated[int, Field(ge=1, le=MAX_LOOKBACK_HOURS)] | None = None,
+) -> str:
     """One cycle: extract (retries, failover) -> load (observations and their daily averages)
     -> notify (message and artifacts).
 
@@ -311,7 +318,12 @@ async def cycle(settings: Settings, window: Window | None) -> str:
 
 # Prefect types task_runner as TaskRunner[PrefectFuture]; its generic is invariant (typing gap).
 @flow(name="btc-backfill", task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
-def btc_backfill(start: date, end: date, source: str | None = None, max_parallel: int = 4) -> str:
+def btc_backfill(
+    start: date,
+    end: date,
+    source: str | None = None,
+    max_parallel: Annotated[int, Field(ge=1, le=MAX_PARALLEL)] = 4,
+) -> str:
     """Load the UTC days ``start``..``end``: extracts mapped over days, ``max_parallel`` at a
     time; each load (and the daily averages of its day) queues on the store's single writer."""
     settings = runtime_settings(source=source)

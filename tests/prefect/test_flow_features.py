@@ -11,6 +11,7 @@ import duckdb
 import pytest
 from prefect.blocks.system import Secret
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
 
@@ -194,3 +195,44 @@ def test_lookback_hours_with_the_default_replay_source_reads_the_whole_file(agai
     state = pipeline(lookback_hours=24)
     assert state.is_completed(), state.message
     assert state.result().startswith("loaded 2208 new")
+
+
+@pytest.mark.parametrize(
+    ("flow_call", "message"),
+    [
+        (
+            lambda: btc_backfill(
+                start="2023-12-30", end="2023-12-31", max_parallel=0, return_state=True
+            ),
+            "max_parallel: Input should be greater than or equal to 1",
+        ),
+        (
+            lambda: btc_backfill(
+                start="2023-12-30", end="2023-12-31", max_parallel=-1, return_state=True
+            ),
+            "max_parallel: Input should be greater than or equal to 1",
+        ),
+        (
+            lambda: pipeline(lookback_hours=1e8),
+            "lookback_hours: Input should be less than or equal to 8784",
+        ),
+    ],
+    ids=["max_parallel=0", "max_parallel=-1", "lookback_hours=1e8"],
+)
+def test_out_of_range_parameters_fail_before_the_run_starts(against, flow_call, message):
+    """Issue 31 row 2: -1 Completed loading nothing, 0 a ValueError traceback, 1e8 an
+    OverflowError; now Prefect's parameter validation refuses each with one line, no task runs."""
+    state = flow_call()
+    assert state.is_failed() and message in state.message, state.message
+    with against.client() as client:
+        assert all_task_runs(client, state.state_details.flow_run_id) == []
+
+
+def test_a_deployment_run_with_an_out_of_range_parameter_is_refused(prefect_server):
+    """The bounds are in the deployment's parameter schema: the server refuses the run."""
+    with prefect_server.client() as client:
+        deployment = client.read_deployment_by_name("btc-backfill/btc-backfill")
+        schema = deployment.parameter_openapi_schema["properties"]["max_parallel"]
+        assert (schema["minimum"], schema["maximum"]) == (1, 32)
+        with pytest.raises(PrefectHTTPStatusError, match="max_parallel"):
+            client.create_flow_run_from_deployment(deployment.id, parameters={"max_parallel": 0})
