@@ -15,9 +15,10 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from btc_core.errors import ConfigError, InputError
+from btc_core.files import write_atomically
 from btc_core.observations import utc_now
 from btc_core.store import PriceStore
-from btc_core.transform import DayAvg, daily_rows, write_atomically
+from btc_core.transform import DayAvg, daily_rows
 
 CHART_DAYS = 90
 

@@ -17,10 +17,11 @@ from typing import NoReturn
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from btc_core import __version__
-from btc_core.chart import CHART_DAYS, daily_avg_png, last_days, save_png
+from btc_core.chart import CHART_DAYS, daily_avg_png, last_days
 from btc_core.doctor import run_checks
 from btc_core.errors import BtcError, ConfigError
 from btc_core.exit import skip_exit_collection
+from btc_core.files import write_atomically
 from btc_core.observations import Window
 from btc_core.pipeline import backfill, chunk_size, run_cycle, store_for
 from btc_core.settings import NOTIFY_CHANNELS, SOURCES, Settings
@@ -131,8 +132,8 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 def _chart(args: argparse.Namespace, settings: Settings) -> int:
     rows = last_days(store_for(settings), args.days)
-    out = save_png(daily_avg_png(rows), args.out.parent, args.out.stem)
-    print(f"wrote {out} ({rows[0].day} .. {rows[-1].day})", file=sys.stderr)
+    write_atomically(args.out, daily_avg_png(rows))
+    print(f"wrote {args.out} ({rows[0].day} .. {rows[-1].day})", file=sys.stderr)
     return 0
 
 

@@ -38,6 +38,7 @@ from filelock import FileLock, Timeout
 
 from btc_core.daily import refresh_days
 from btc_core.errors import BtcError, ConfigError, InputError, StoreBusy
+from btc_core.files import special_kind
 from btc_core.observations import Batch, utc_now
 from btc_core.sql import one_row
 
@@ -247,7 +248,7 @@ class Store(PriceStore):
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection holding the writer lock, with the schema in place."""
-        self._not_a_folder()
+        self._regular_or_absent()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -265,7 +266,7 @@ class Store(PriceStore):
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection to the existing file, after the writer queued before us. In a
         folder where the lock file cannot be made nobody can write either, so none is taken."""
-        self._not_a_folder()
+        self._regular_or_absent()
         if not self.path.is_file():
             raise InputError(
                 f"no DuckDB file at {self.path}: run the pipeline first, or check --db / "
@@ -289,6 +290,7 @@ class Store(PriceStore):
     def check_writable(self) -> None:
         """:class:`ConfigError` if the file could not be created or written where it is meant to
         be; nothing stays behind (an anonymous temporary file at most)."""
+        self._regular_or_absent()
         folder = self.path.parent
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent
@@ -329,11 +331,13 @@ class Store(PriceStore):
             f"{self.lock_timeout_s:g} s; try again later or raise BTC_LOCK_TIMEOUT_S"
         )
 
-    def _not_a_folder(self) -> None:
-        if self.path.is_dir():
-            raise ConfigError(
-                f"{self.path} is a folder, not a DuckDB file: check --db / BTC_DB_PATH"
-            )
+    def _regular_or_absent(self) -> None:
+        """Refuse at once a path that is not a regular file: DuckDB would block on a FIFO, and
+        the lock file must not be made beside a device (``/dev/null.lock``)."""
+        for path, follow in ((self.path, True), (self.lock_path, False)):
+            if kind := special_kind(path, follow):
+                what = "a DuckDB file" if path == self.path else "the lock file of one"
+                raise ConfigError(f"{path} is a {kind}, not {what}: check --db / BTC_DB_PATH")
 
     def _unusable(self, exc: OSError) -> ConfigError:
         return ConfigError(

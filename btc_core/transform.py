@@ -8,7 +8,6 @@ request. Reads never create a database. The export rounds the exact mean to cent
 from __future__ import annotations
 
 import json
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -17,7 +16,7 @@ from pathlib import Path
 import duckdb
 
 from btc_core.daily import refresh_days
-from btc_core.errors import ConfigError
+from btc_core.files import write_atomically
 from btc_core.store import PriceStore, transaction
 
 CENT = Decimal("0.01")
@@ -113,17 +112,3 @@ def export(store: PriceStore, out: Path | None = None) -> str:
     if out is not None:
         write_atomically(out, text.encode())
     return text
-
-
-def write_atomically(out: Path, data: bytes) -> None:
-    """Write ``data`` to ``out`` through a temporary file beside it (readers never see half a
-    file); :class:`ConfigError` with one line if the place cannot take it."""
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        tmp.replace(out)
-    except OSError as exc:
-        with suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}") from None

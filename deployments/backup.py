@@ -30,6 +30,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 
 from btc_core.errors import BtcError, StoreBusy
+from btc_core.files import write_atomically
 from btc_core.settings import PROJECT_ROOT, Settings
 from btc_core.store import Store, held
 from deployments.stack import PREFECT_HOME
@@ -129,7 +130,7 @@ def create(out: Path, settings: Settings, url: URL) -> Path:
         shutil.rmtree(folder)
         raise
     manifest = {"created": stamp.isoformat(), "prefect_version": version("prefect"), **manifest}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    write_atomically(folder / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     return folder
 
 

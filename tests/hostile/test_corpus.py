@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     build: Build | None = None
     inject: str = ""  # a fake API fault for the next request
+    made: str = ""  # a file under {tmp} the case must leave as a regular file
 
 
 def text(content: str | bytes) -> Build:
@@ -56,12 +59,35 @@ def times(value: str, n: int = 24) -> Build:
     return lines(lambda good: [value + r[r.index(",") :] for r in good[:n]])
 
 
-def link(target: str) -> Build:
-    return lambda tmp, good: (tmp / "in.csv").symlink_to(target)
+def link(target: str, name: str = "in.csv") -> Build:
+    return lambda tmp, good: (tmp / name).symlink_to(target)
 
 
-def fifo(tmp: Path, good: list[str]) -> None:
-    os.mkfifo(tmp / "in.csv")
+def fifo(name: str = "in.csv") -> Build:
+    return lambda tmp, good: os.mkfifo(tmp / name)
+
+
+def fifo_link(name: str) -> Build:
+    """A FIFO ``f`` and a symlink to it at ``name``."""
+    return lambda tmp, good: os.mkfifo(tmp / "f") or (tmp / name).symlink_to(tmp / "f")
+
+
+def socket_at(name: str) -> Build:
+    def bind(tmp: Path, good: list[str]) -> None:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(tmp / name))
+
+    return bind
+
+
+def victim(name: str) -> Build:
+    """A file ``victim`` and a symlink to it at ``name``, where a writer might write."""
+
+    def plant(tmp: Path, good: list[str]) -> None:
+        (tmp / "victim").write_text("victim\n")
+        (tmp / name).symlink_to(tmp / "victim")
+
+    return plant
 
 
 def cmd(line: str) -> tuple[str, ...]:
@@ -118,7 +144,7 @@ FILES = [
     Case("/dev/zero", cmd("run --db {good} --replay-file /dev/zero")),
     Case("/dev/null", cmd("run --db {good} --replay-file /dev/null")),
     Case("a folder", cmd("run --db {good} --replay-file {tmp}")),
-    Case("a FIFO", RUN, build=fifo),
+    Case("a FIFO", RUN, build=fifo()),
     Case("a missing file", cmd("run --db {good} --replay-file {tmp}/missing.csv")),
     Case("a symlink loop", RUN, build=lambda t, g: (t / "loop").symlink_to(t / "in.csv") or (t / "in.csv").symlink_to(t / "loop")),
     Case("a dangling symlink", RUN, build=link("/nonexistent/btc.csv")),
@@ -162,6 +188,36 @@ PATHS = [
     Case("chart --days -5", cmd("chart --db {good} --out {tmp}/c.png --days -5")),
     Case("chart --days 10**9", cmd("chart --db {good} --out {tmp}/c.png --days 1000000000"), False),
     Case("chart --days not a number", cmd("chart --db {good} --out {tmp}/c.png --days many")),
+]  # fmt: skip
+
+# Every file btc writes or opens (issue #31, rows 6-8 and 14): nothing written into a FIFO, over
+# a device or through a planted symlink, no lock file beside a device, no hang on a FIFO.
+DB = "{tmp}/x.duckdb"
+WRITES = [
+    *(
+        Case(f"{command}: a {kind} as database", (*cmd(f"{command} --db {DB}"), *more), build=make)
+        for command, more in [("run", ()), ("backfill", ("--from", "2023-10-01", "--to", "2023-10-02")), ("export", ())]
+        for kind, make in [("FIFO", fifo("x.duckdb")), ("socket", socket_at("x.duckdb")), ("symlink to a FIFO", fifo_link("x.duckdb"))]
+    ),
+    *(Case(f"{command}: {device} as database", cmd(f"{command} --db {device}")) for command in ("run", "export") for device in ("/dev/null", "/dev/full")),
+    Case("run: a symlink to /dev/null as database", cmd(f"run --db {DB}"), build=link("/dev/null", "x.duckdb")),
+    Case("run: a symlink planted at the lock file's name", cmd(f"run --db {DB}"), build=victim("x.duckdb.lock")),
+    *(
+        Case(f"{command} --out: {what}", cmd(f"{command} --db {{good}} --out {out}"), build=make)
+        for command in ("export", "chart")
+        for what, out, make in [
+            ("a FIFO", "{tmp}/out", fifo("out")),
+            ("a socket", "{tmp}/out", socket_at("out")),
+            ("a symlink to a FIFO", "{tmp}/out", fifo_link("out")),
+            ("/dev/full", "/dev/full", None),
+            ("/dev/null", "/dev/null", None),
+        ]
+    ),
+    Case("export --out: a symlink planted at the old temp name", cmd("export --db {good} --out {tmp}/daily.json"), False, build=victim(".daily.json.tmp"), made="daily.json"),
+    Case("export --out: a symlink to a file of someone else", cmd("export --db {good} --out {tmp}/daily.json"), False, build=victim("daily.json"), made="daily.json"),
+    Case("chart --out: a symlink planted at the old temp name", cmd("chart --db {good} --out {tmp}/c.png"), False, build=victim(".c.png.tmp"), made="c.png"),
+    Case("chart --out: a name without .png", cmd("chart --db {good} --out {tmp}/chart"), False, made="chart"),
+    Case("chart --out: a name with another suffix", cmd("chart --db {good} --out {tmp}/chart.v2"), False, made="chart.v2"),
 ]  # fmt: skip
 
 ENV = [
@@ -212,7 +268,7 @@ PAYLOADS = [
     Case("coingecko latest: JSON 100,000 levels deep", cmd("run --db {good} --source coingecko"), env=LIVE, inject="deep"),
 ]  # fmt: skip
 
-CORPUS = FILES + DATES + PATHS + ENV + PAYLOADS
+CORPUS = FILES + DATES + PATHS + WRITES + ENV + PAYLOADS
 
 
 def case_id(case: Case | object) -> str:
@@ -236,6 +292,25 @@ def good_db(tmp_path_factory) -> tuple[Path, str]:
     return db, content(db)
 
 
+def planted(tmp: Path) -> dict[str, object]:
+    """What must stay as it was under ``tmp``: every symlink (its target), FIFO and socket, and
+    the bytes of ``victim``; and the lock files that must never appear beside a device."""
+    found: dict[str, object] = {
+        device: (stat.S_IFMT(os.stat(device).st_mode), Path(f"{device}.lock").exists())
+        for device in ("/dev/null", "/dev/full")
+    }
+    for path in tmp.rglob("*"):
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            found[str(path)] = os.readlink(path)
+        elif not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            found[str(path)] = stat.S_IFMT(mode)
+    if (tmp / "victim").is_file():
+        found["victim"] = (tmp / "victim").read_bytes()
+    return found
+
+
+@pytest.mark.timeout(120)  # a case that hangs (a FIFO opened as a file) fails, not the session
 @pytest.mark.parametrize("case", CORPUS, ids=case_id)
 def test_a_hostile_input_is_one_line_and_changes_nothing(
     case: Case, good_db, replay_csv, tmp_path, fake_api: FakeApi, monkeypatch, capsys
@@ -254,6 +329,7 @@ def test_a_hostile_input_is_one_line_and_changes_nothing(
         fake_api.inject("coingecko", case.inject)
         fake_api.inject("coinbase", case.inject)
     argv = [a.format(good=db, tmp=tmp_path, file=tmp_path / "in.csv") for a in case.argv]
+    before = planted(tmp_path)
     with immutable(tmp_path / "ro"):
         try:
             code = main(argv)
@@ -269,6 +345,11 @@ def test_a_hostile_input_is_one_line_and_changes_nothing(
         assert code == 0 and not errors, err
         _accounted(argv[0], err)
     assert content(db) == checksum
+    after = planted(tmp_path)
+    if case.made:  # the target itself (a symlink, say) is replaced, never written through
+        assert stat.S_ISREG((tmp_path / case.made).lstat().st_mode), "written where it was told"
+        before.pop(str(tmp_path / case.made), None)
+    assert after == before, "nothing written into a FIFO, a device or a symlink"
 
 
 def _accounted(command: str, err: str) -> None:
