@@ -217,11 +217,18 @@ def transaction(con: duckdb.DuckDBPyConnection, store: PriceStore) -> Iterator[N
         yield
         commit(con, store)
     except duckdb.Error as exc:
-        con.rollback()
+        _rollback(con)
         raise store.error_for(exc) from None
     except BaseException:
-        con.rollback()
+        _rollback(con)
         raise
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back what is left: a commit that failed (a full disk) has ended the transaction
+    already, and DuckDB then refuses the rollback ("no transaction is active")."""
+    with suppress(duckdb.TransactionException):
+        con.rollback()
 
 
 def commit(con: duckdb.DuckDBPyConnection, store: PriceStore) -> None:

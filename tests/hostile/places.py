@@ -1,4 +1,5 @@
-"""Places a database or an output cannot go: under a file, under /proc, in an immutable folder."""
+"""Places a database or an output cannot go: under a file, under /proc, in an immutable folder,
+on a full disk."""
 
 from __future__ import annotations
 
@@ -22,6 +23,23 @@ def immutable(folder: Path) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@contextmanager
+def full_disk(folder: Path, size: str = "2m") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``folder`` (made), unmounted after the block."""
+    folder.mkdir(exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); needs root")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
 
 
 def bad_places(tmp: Path) -> dict[str, Path]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.csvs import HEADER, rows, with_close, write
-from tests.hostile.places import bad_places, immutable, tree
+from tests.hostile.places import bad_places, full_disk, immutable, tree
 from tests.integration.test_cli import btc
 
 pytestmark = pytest.mark.integration
@@ -123,3 +123,24 @@ def test_an_unreadable_replay_file_is_one_line(tmp_path, replay, message):
         Path(replay).write_text(HEADER.replace("date", "d" * (200 << 10)) + "\n1,2\n")
     result = btc("run", "--replay-file", replay, "--db", str(tmp_path / "u.duckdb"))
     one_line(result, 1, message)
+
+
+def test_a_load_onto_a_full_disk_is_one_line_and_the_database_intact(good_db, shared_csv, tmp_path):
+    """Issue #31 row 10: the commit failed on a 2 MB tmpfs, then DuckDB refused the rollback
+    ("cannot rollback - no transaction is active") in a traceback."""
+    with full_disk(tmp_path / "disk") as disk:
+        shutil.copy(good_db, disk / "btc.duckdb")
+        before = btc("export", "--db", str(disk / "btc.duckdb")).stdout
+        result = btc(
+            "backfill", "--replay-file", str(shared_csv), "--from", "2019-11-20",
+            "--to", "2023-12-31", "--db", str(disk / "btc.duckdb"), timeout=120,
+        )  # fmt: skip
+        one_line(result, 1, "No space left on device")
+        assert btc("export", "--db", str(disk / "btc.duckdb")).stdout == before
+
+
+def test_an_export_onto_a_full_disk_is_one_line_and_leaves_no_temporary_file(good_db, tmp_path):
+    with full_disk(tmp_path / "disk", size="4k") as disk:
+        result = btc("export", "--db", str(good_db), "--out", str(disk / "daily.json"))
+        one_line(result, 2, f"cannot write {disk / 'daily.json'}: No space left on device")
+        assert list(disk.iterdir()) == []
