@@ -1,9 +1,10 @@
-"""The README on a fresh machine: a stock Debian 12 server in a container, not this machine.
+"""The README on a fresh machine: a stock Debian 12 and 13 server in a container, not this one.
 
 The container comes from the project's own debootstrap recipe (infra/make-base-image.sh) with only
 what a stock Debian server has: Debian's ``python3`` (PEP 668 in force, no pip, no venv module),
 ``make``, ``git`` and ``ca-certificates``; no uv, no pyenv, empty caches, a non-root user with a
-login shell. The user clones the project (a git bundle of HEAD: what a ``git clone`` gives) and
+login shell. Debian 12's python3 is 3.11, Debian 13's is 3.13 (uv uses either: the project
+and its lock cover 3.11 to 3.13, so uv never needs to download a Python). The user clones the project (a git bundle of HEAD: what a ``git clone`` gives) and
 runs the README's first command verbatim, then each follow-up verbatim in a new login shell
 (tests/readme.py walks them); the runs are checked from outside through the API.
 
@@ -27,7 +28,7 @@ from tests.readme import walk_readme
 
 pytestmark = pytest.mark.integration
 
-IMAGE = "btc-fresh:bookworm"
+SUITES = {"bookworm": "3.11", "trixie": "3.13"}  # Debian 12 and 13, with their python3
 PACKAGES = "python3,make,git,ca-certificates"
 USER = "dev"
 HOME = f"/home/{USER}"
@@ -50,20 +51,26 @@ def docker_answers() -> bool:
         return False
 
 
+@pytest.fixture(scope="module", params=sorted(SUITES))
+def suite(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def fresh_image() -> str:
-    """The stock Debian 12 server image, made by the project's debootstrap recipe (kept once
-    built: ~45 s)."""
+def fresh_image(suite: str) -> str:
+    """The stock Debian server image of ``suite``, made by the project's debootstrap recipe (kept
+    once built: 45-70 s)."""
     if not docker_answers():
         pytest.skip("no Docker daemon answers (infra/provision.sh starts one)")
+    image = f"btc-fresh:{suite}"
     subprocess.run(
-        ["bash", str(PROJECT_ROOT / "infra" / "make-base-image.sh"), IMAGE],
-        env={**os.environ, "SUITE": "bookworm", "PACKAGES": PACKAGES},
+        ["bash", str(PROJECT_ROOT / "infra" / "make-base-image.sh"), image],
+        env={**os.environ, "SUITE": suite, "PACKAGES": PACKAGES},
         check=True,
         capture_output=True,
         timeout=900,
     )
-    return IMAGE
+    return image
 
 
 class ContainerShell:
@@ -103,8 +110,11 @@ class ContainerShell:
 def fresh_machine(fresh_image: str, tmp_path: Path) -> Iterator[ContainerShell]:
     """A running container of the image, a user, and the project cloned in its home."""
     bundle = tmp_path / "btc-orchestration.bundle"
-    subprocess.run(
-        ["git", "bundle", "create", str(bundle), "HEAD"],
+    branch = subprocess.run(
+        ["git", "branch", "--show-current"], cwd=PROJECT_ROOT, capture_output=True, text=True
+    ).stdout.split()
+    subprocess.run(  # HEAD and its branch: the clone checks the branch out, as a user's does
+        ["git", "bundle", "create", str(bundle), "HEAD", *branch],
         cwd=PROJECT_ROOT,
         check=True,
         capture_output=True,
@@ -151,24 +161,27 @@ def fresh_machine(fresh_image: str, tmp_path: Path) -> Iterator[ContainerShell]:
         docker("rm", "-f", name)
 
 
-def test_fresh_machine_stock_debian_has_no_uv_and_refuses_pip(fresh_machine: ContainerShell):
+def test_fresh_machine_stock_debian_has_no_uv_and_refuses_pip(
+    fresh_machine: ContainerShell, suite: str
+):
     """What the bootstrap must work without (the machine is as the issue describes it)."""
     for command in ("command -v uv", "python3 -m pip --version", "python3 -m uv --version"):
         assert fresh_machine.run(command).returncode != 0, command
-    assert fresh_machine.exists("/usr/lib/python3.11/EXTERNALLY-MANAGED")
+    assert fresh_machine.exists(f"/usr/lib/python{SUITES[suite]}/EXTERNALLY-MANAGED")
     assert not fresh_machine.exists(f"{HOME}/.cache")
 
 
 @pytest.mark.timeout(1800)
 def test_fresh_machine_runs_the_readme_verbatim(
-    fresh_machine: ContainerShell, figure: Callable[[str], None]
+    fresh_machine: ContainerShell, suite: str, figure: Callable[[str], None]
 ):
     started = time.monotonic()
     demo = walk_readme(fresh_machine, MAX_DEMO_LINES)
     took = fresh_machine.took["make demo"][0]
     lines = len(demo.stdout.splitlines() + demo.stderr.splitlines())
     figure(
-        f"stock Debian 12 container, empty caches: `make demo` {took:.0f} s ({lines} lines), "
+        f"stock Debian {suite} container (python {SUITES[suite]}), empty caches: "
+        f"`make demo` {took:.0f} s ({lines} lines), "
         f"the whole README walk {time.monotonic() - started:.0f} s; "
         + ", ".join(
             f"`{c}` {t[0]:.1f} s" for c, t in fresh_machine.took.items() if c != "make demo"
