@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
+from itertools import zip_longest
 from pathlib import Path
 from typing import ClassVar
 
@@ -68,6 +70,48 @@ CREATE TABLE IF NOT EXISTS loads (  -- one row per load, written in its transact
     notes       VARCHAR   NOT NULL   -- the failover taken, if any ("; " between notes)
 );
 """
+
+# The columns of every table in the current catalog's main schema, as ``name TYPE`` in order.
+COLUMNS = """
+SELECT table_name, list(column_name || ' ' || data_type ORDER BY column_index)
+  FROM duckdb_columns()
+ WHERE database_name = current_database() AND schema_name = 'main'
+ GROUP BY table_name
+ ORDER BY table_name
+"""
+
+
+@cache
+def our_columns() -> dict[str, list[str]]:
+    """Table -> columns, as :data:`SCHEMA` makes them (read from DuckDB, not restated)."""
+    with duckdb.connect() as con:
+        con.execute(SCHEMA)
+        return dict(con.execute(COLUMNS).fetchall())
+
+
+def foreign_schema(con: duckdb.DuckDBPyConnection, empty_ok: bool) -> str | None:
+    """Why the database behind ``con`` is not a btc store, or None when it is one (or is empty,
+    with ``empty_ok``: a new file).
+
+    A btc store is recognised by its schema: ``observations`` and ``daily_avg`` with exactly the
+    columns and types of :data:`SCHEMA`, and ``loads`` too once it exists (stores made before it
+    get it on their next load). Other tables beside them are left alone."""
+    found = dict(con.execute(COLUMNS).fetchall())
+    if not found and empty_ok:
+        return None
+    for table, columns in our_columns().items():
+        if table not in found:
+            if table != "loads":
+                return f"no table {table}"
+        elif found[table] != columns:
+            theirs, ours = next(
+                pair
+                for pair in zip_longest(found[table], columns, fillvalue="nothing")
+                if pair[0] != pair[1]
+            )
+            return f"table {table} has {theirs[:60]} instead of {ours}"
+    return None
+
 
 RECORD_LOAD = """
 INSERT INTO loads VALUES ($now, $source, $received, $kept, $rejected, $duplicates, $inserted,
@@ -264,6 +308,7 @@ class Store(PriceStore):
         with held(self.lock_path, self.lock_timeout_s, self._busy, self._unusable):
             con = self._open(deadline)
             try:
+                self._ours(con, empty_ok=True)
                 con.execute(SCHEMA)
                 yield con
             finally:
@@ -284,14 +329,7 @@ class Store(PriceStore):
             with suppress(OSError):
                 stack.enter_context(held(self.lock_path, self.lock_timeout_s, self._busy))
             con = stack.enter_context(closing(self._open(deadline, read_only=True)))
-            tables = {
-                name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
-            }
-            missing = {"observations", "daily_avg"} - tables
-            if missing:
-                raise InputError(
-                    f"{self.path} is not a btc database (no table {', '.join(sorted(missing))})"
-                )
+            self._ours(con, empty_ok=False)
             yield con
 
     def check_writable(self) -> None:
@@ -331,6 +369,12 @@ class Store(PriceStore):
 
     def describe(self) -> str:
         return f"DuckDB file {self.path}"
+
+    def _ours(self, con: duckdb.DuckDBPyConnection, empty_ok: bool) -> None:
+        """:class:`InputError` before anything is written to (or read from) a database that is
+        not a btc store (:func:`foreign_schema`)."""
+        if why := foreign_schema(con, empty_ok):
+            raise InputError(f"{self.path} is not a btc database ({why}): check --db / BTC_DB_PATH")
 
     def _busy(self, who: str) -> StoreBusy:
         return StoreBusy(

@@ -16,7 +16,9 @@ from pathlib import Path
 import duckdb
 
 from btc_core.daily import refresh_days
+from btc_core.errors import InputError
 from btc_core.files import write_atomically
+from btc_core.sql import one_row
 from btc_core.store import PriceStore, transaction
 
 CENT = Decimal("0.01")
@@ -28,6 +30,13 @@ SELECT day, arg_max(avg_price_usd, (n_obs, avg_price_usd)), max(n_obs)
   FROM daily_avg
  WHERE ($first IS NULL OR day >= $first) AND ($last IS NULL OR day <= $last)
  GROUP BY day
+"""
+
+
+# Rows no load writes: an average that is not a positive finite number, or over no observation.
+IMPOSSIBLE = """
+SELECT count(*) FROM daily_avg
+ WHERE NOT (isfinite(avg_price_usd) AND avg_price_usd > 0 AND n_obs >= 1)
 """
 
 
@@ -82,19 +91,30 @@ def daily_rows(
     con: duckdb.DuckDBPyConnection, first: date | None = None, last: date | None = None
 ) -> list[DayAvg]:
     """Rows of ``daily_avg`` sorted by day, optionally limited to ``first``..``last``."""
-    rows = con.execute(f"{DAILY_ROWS} ORDER BY day", {"first": first, "last": last}).fetchall()
+    return _read(con, "ORDER BY day", first, last)
+
+
+def _read(
+    con: duckdb.DuckDBPyConnection, order: str, first: date | None = None, last: date | None = None
+) -> list[DayAvg]:
+    """Rows of ``daily_avg`` in ``order``; :class:`InputError` if the table holds a row no load
+    writes (the file was changed by another program): nothing is exported or drawn from it."""
+    (bad,) = one_row(con, IMPOSSIBLE)
+    if bad:
+        raise InputError(
+            f"daily_avg holds {bad} impossible row(s) (a NaN, infinite or non-positive average, "
+            "or no observation): it was changed outside btc; restore it from a backup"
+        )
+    rows = con.execute(f"{DAILY_ROWS} {order}", {"first": first, "last": last}).fetchall()
     return [DayAvg(*row) for row in rows]
 
 
 def latest(store: PriceStore) -> Latest | None:
     """The last two days of ``daily_avg``, or None when it is empty."""
     with store.read() as con:
-        rows = con.execute(
-            f"{DAILY_ROWS} ORDER BY day DESC LIMIT 2", {"first": None, "last": None}
-        ).fetchall()
-    if not rows:
+        days = _read(con, "ORDER BY day DESC LIMIT 2")
+    if not days:
         return None
-    days = [DayAvg(*row) for row in rows]
     return Latest(days[0], days[1] if len(days) > 1 else None)
 
 

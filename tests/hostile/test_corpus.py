@@ -20,6 +20,7 @@ import pytest
 
 from btc_core.cli import main
 from btc_core.fake_api import HOSTILE, FakeApi
+from btc_core.store import COLUMNS, SCHEMA
 from tests.csvs import HEADER, rows, with_close
 from tests.hostile.places import immutable
 
@@ -220,6 +221,42 @@ WRITES = [
     Case("chart --out: a name with another suffix", cmd("chart --db {good} --out {tmp}/chart.v2"), False, made="chart.v2"),
 ]  # fmt: skip
 
+# A database changed by another program (issue #31, row 11): one line, nothing written to it.
+SEED = """
+INSERT INTO observations VALUES ('2023-10-01 00:00', 27000, 'replay', '2023-10-02 00:00');
+INSERT INTO daily_avg VALUES ('2023-10-01', 27000, 1), ('2023-10-02', 28000, 1);
+"""
+TAMPERED = {
+    "daily_avg holding NaN": "UPDATE daily_avg SET avg_price_usd = 'NaN' WHERE n_obs = 1",
+    "daily_avg holding infinity": "UPDATE daily_avg SET avg_price_usd = '-inf' WHERE day = '2023-10-02'",
+    "daily_avg holding a negative average": "UPDATE daily_avg SET avg_price_usd = -1 WHERE day = '2023-10-01'",
+    "daily_avg holding zero observations": "UPDATE daily_avg SET n_obs = 0",
+    "a VARCHAR day column": "ALTER TABLE daily_avg ALTER day TYPE VARCHAR",
+    "a VARCHAR day holding text": "ALTER TABLE daily_avg ALTER day TYPE VARCHAR; UPDATE daily_avg SET day = 'yesterday'",
+    "a VARCHAR price column": "ALTER TABLE daily_avg ALTER avg_price_usd TYPE VARCHAR",
+    "observations without a column": "ALTER TABLE observations DROP ingested_at",
+    "an extra column in loads": "ALTER TABLE loads ADD extra INTEGER",
+    "another program's tables": "DROP TABLE observations; DROP TABLE daily_avg; DROP TABLE loads; CREATE TABLE customers (id INTEGER)",
+}
+SCHEMA_CHANGES = [
+    name for name, sql in TAMPERED.items() if "UPDATE daily_avg SET" not in sql or "VARCHAR" in sql
+]
+
+
+def tampered(change: str) -> Build:
+    def make(tmp: Path, good: list[str]) -> None:
+        with duckdb.connect(str(tmp / "x.duckdb")) as con:
+            con.execute(SCHEMA + SEED + change)
+
+    return make
+
+
+FOREIGN = [
+    *(Case(f"export: {name}", cmd(f"export --db {DB}"), build=tampered(sql)) for name, sql in TAMPERED.items()),
+    *(Case(f"chart: {name}", cmd(f"chart --db {DB} --out {{tmp}}/c.png"), build=tampered(sql)) for name, sql in TAMPERED.items()),
+    *(Case(f"run: {name}", cmd(f"run --db {DB}"), build=tampered(TAMPERED[name])) for name in SCHEMA_CHANGES),
+]  # fmt: skip
+
 ENV = [
     Case(f"{name}={value!r}", cmd(command), env={name: value})
     for name, value, command in [
@@ -268,7 +305,7 @@ PAYLOADS = [
     Case("coingecko latest: JSON 100,000 levels deep", cmd("run --db {good} --source coingecko"), env=LIVE, inject="deep"),
 ]  # fmt: skip
 
-CORPUS = FILES + DATES + PATHS + WRITES + ENV + PAYLOADS
+CORPUS = FILES + DATES + PATHS + WRITES + FOREIGN + ENV + PAYLOADS
 
 
 def case_id(case: Case | object) -> str:
@@ -307,6 +344,11 @@ def planted(tmp: Path) -> dict[str, object]:
             found[str(path)] = stat.S_IFMT(mode)
     if (tmp / "victim").is_file():
         found["victim"] = (tmp / "victim").read_bytes()
+    if (tmp / "x.duckdb").is_file():  # a database btc must not touch: its tables and rows
+        with duckdb.connect(str(tmp / "x.duckdb"), read_only=True) as con:
+            tables = con.execute(COLUMNS).fetchall()
+            rows_ = [con.execute(f"FROM {t} ORDER BY ALL").fetchall() for t, _ in tables]
+        found["x.duckdb"] = repr((tables, rows_))  # repr: a NaN equals itself
     return found
 
 
