@@ -4,10 +4,12 @@
 #   PREFECT_API_URL=http://127.0.0.1:4200/api workers/start-process-worker.sh [POOL]
 #
 # The worker polls the control plane every BTC_WORKER_POLL_S seconds (Prefect's default is 10;
-# lower means faster pickup, more API calls), runs each flow run as a subprocess in this checkout,
-# and keeps the DuckDB file (BTC_DB_PATH) and the secrets (BTC_COINGECKO_API_KEY, BTC_WEBHOOK_URL)
-# on this machine. Stop it with Ctrl-C twice (the first lets running flows finish) or
-# workers/stop-worker.sh PID.
+# lower means faster pickup, more API calls) and runs each flow run as a subprocess, with this
+# checkout's locked environment (created here on first start), in a temporary folder where the
+# deployment's pull step puts the deployed code (git clone or S3 download: BTC_CODE_SOURCE of the
+# deployer, docs/hybrid.md). It keeps the DuckDB file (var/ of this checkout, or BTC_DB_PATH) and
+# the secrets (BTC_COINGECKO_API_KEY, BTC_WEBHOOK_URL) on this machine. Stop it with Ctrl-C twice
+# (the first lets running flows finish) or workers/stop-worker.sh PID.
 set -eu
 cd "$(dirname "$0")/.."
 POOL="${1:-btc-process}"
