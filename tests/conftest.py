@@ -19,7 +19,7 @@ pytest_plugins = ["tests.plugin"]
 
 TESTS = Path(__file__).parent
 UI_TESTS = ("e2e/test_browser.py", "e2e/test_make_dagster.py", "e2e/test_readme.py")
-GROUPS = ("e2e", "ops")  # folders; the UI tests of tests/e2e are the group "ui"
+GROUPS = ("e2e", "ops", "hosts")  # folders; the UI tests of tests/e2e are the group "ui"
 # `make test` runs `pytest -m alone tests/hostile` after the parallel suite: collecting only this
 # folder saves collecting the whole suite for four tests.
 ALONE_FOLDER = "hostile"
