@@ -26,14 +26,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
+from typing import Literal
 
+import duckdb
+from pydantic import BaseModel, ValidationError, model_validator
 from sqlalchemy.engine import URL, make_url
 
 from btc_core.errors import BtcError, StoreBusy
-from btc_core.files import write_atomically
+from btc_core.files import replacing, special_kind, write_atomically
 from btc_core.settings import PROJECT_ROOT, Settings
-from btc_core.store import Store, held
-from deployments.stack import PREFECT_HOME
+from btc_core.store import Store, foreign_schema, held
 
 BACKUPS = PROJECT_ROOT / "var" / "backups"
 MANIFEST = "manifest.json"
@@ -53,6 +55,8 @@ def database_url(env: dict[str, str] | os._Environ[str] = os.environ) -> URL:
     )
     if raw:
         return make_url(raw)
+    from deployments.stack import PREFECT_HOME  # here: the stack imports Prefect (~1.5 s)
+
     home = Path(env.get("PREFECT_HOME") or PREFECT_HOME).expanduser()
     return make_url(f"sqlite+aiosqlite:///{home / 'prefect.db'}")
 
@@ -100,8 +104,8 @@ def backup_database(url: URL, folder: Path) -> str:
 
 
 @contextmanager
-def closing_sqlite(path: Path) -> Iterator[sqlite3.Connection]:
-    con = sqlite3.connect(path)
+def closing_sqlite(path: Path | str, uri: bool = False) -> Iterator[sqlite3.Connection]:
+    con = sqlite3.connect(path, uri=uri)
     try:
         yield con
     finally:
@@ -156,23 +160,122 @@ def fill(folder: Path, settings: Settings, url: URL) -> dict[str, object]:
     return manifest
 
 
-def restore_database(folder: Path, manifest: dict, url: URL) -> None:
-    """Load the dump into ``url``, which must be an empty database (or an absent SQLite file)."""
-    if manifest["database"] != url.get_backend_name():
+class Manifest(BaseModel):
+    """What ``manifest.json`` must say (extra keys, the timings, are ignored)."""
+
+    created: str
+    prefect_version: str
+    database: Literal["sqlite", "postgresql"]
+    database_file: Literal["prefect.db", "prefect.pgdump"]
+    store_file: Literal["btc.duckdb"] | None = None
+
+    @model_validator(mode="after")
+    def _file_of_its_kind(self) -> Manifest:
+        if self.database_file != (SQLITE_COPY if self.database == "sqlite" else PG_DUMP):
+            raise ValueError(f"a {self.database} backup is not in {self.database_file}")
+        return self
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """The folder's manifest, checked; BackupError if it is missing, unreadable or wrong."""
+    path = folder / MANIFEST
+    if special_kind(path) or not path.is_file():
+        raise BackupError(f"{folder} is not a backup (no {MANIFEST} file)")
+    try:
+        return Manifest.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        raise BackupError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "the file"
+        raise BackupError(f"{path} is not a valid manifest ({where}: {first['msg']})") from None
+
+
+def backup_file(folder: Path, name: str) -> Path:
+    """``folder/name``, a non-empty regular file; BackupError naming what is wrong."""
+    path = folder / name
+    if special_kind(path) or not path.is_file() or path.stat().st_size == 0:
+        raise BackupError(f"the backup is incomplete: {path} is missing, empty or not a file")
+    return path
+
+
+def check_sqlite(path: Path) -> None:
+    """A complete SQLite copy of a Prefect database: ``PRAGMA integrity_check`` says ok and it
+    has Prefect's tables (an empty database is not a backup)."""
+    try:
+        with closing_sqlite(f"{path.resolve().as_uri()}?mode=ro", uri=True) as con:
+            (verdict,) = con.execute("PRAGMA integrity_check(1)").fetchone() or ("no answer",)
+            tables = con.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'alembic_version'"
+            ).fetchone()
+    except sqlite3.Error as exc:
+        raise BackupError(f"{path} is not a usable SQLite database: {exc}") from None
+    if verdict != "ok":
+        raise BackupError(f"{path} is damaged (PRAGMA integrity_check failed)")
+    if tables != (1,):
+        raise BackupError(f"{path} holds no Prefect database (no alembic_version table)")
+
+
+def check_pg_dump(path: Path) -> None:
+    """A complete ``pg_dump --format=custom`` archive: ``pg_restore --list`` reads its table of
+    contents, which must include Prefect's tables' data."""
+    listing = run(["pg_restore", "--list", str(path)], dict(os.environ), timeout_s=60)
+    if "TABLE DATA public alembic_version" not in listing:
+        raise BackupError(f"{path} holds no Prefect database (no alembic_version data)")
+
+
+def check_store(path: Path) -> None:
+    """A complete DuckDB copy of a btc store (opened read-only, its schema recognised)."""
+    wal = Path(f"{path}.wal")
+    if wal.exists():
+        backup_file(wal.parent, wal.name)
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            why = foreign_schema(con, empty_ok=False)
+    except duckdb.Error as exc:
+        raise BackupError(f"{path} is not a usable DuckDB file ({type(exc).__name__})") from None
+    if why:
+        raise BackupError(f"{path} is not a btc store ({why})")
+
+
+def check_backup(folder: Path) -> Manifest:
+    """Everything a restore needs from ``folder``, checked before any target is touched."""
+    manifest = read_manifest(folder)
+    database = backup_file(folder, manifest.database_file)
+    (check_sqlite if manifest.database == "sqlite" else check_pg_dump)(database)
+    if manifest.store_file:
+        check_store(backup_file(folder, manifest.store_file))
+    return manifest
+
+
+def check_targets(manifest: Manifest, settings: Settings, url: URL) -> None:
+    """The targets are free: the database empty or absent, the DuckDB file absent."""
+    if manifest.database != url.get_backend_name():
         raise BackupError(
-            f"the backup is of a {manifest['database']} database; the target is "
+            f"the backup is of a {manifest.database} database; the target is "
             f"{url.get_backend_name()}: set PREFECT_API_DATABASE_CONNECTION_URL to a "
-            f"{manifest['database']} one"
+            f"{manifest.database} one"
         )
+    targets = [settings.db_path] if manifest.store_file else []
     if is_postgres(url):
-        env = pg_env(url)
         tables = run(
             ["psql", "-qAtc", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"],
-            env,
+            pg_env(url),
             timeout_s=60,
         )
         if tables.strip() != "0":
             raise BackupError(f"database {url.database} is not empty; restore into a new one")
+    else:
+        targets.append(Path(url.database or ""))
+    for target in targets:
+        if target.exists() or target.is_symlink():
+            raise BackupError(f"{target} exists; move it away first (restore never overwrites)")
+
+
+def restore_database(folder: Path, manifest: Manifest, url: URL) -> None:
+    """Load the dump into ``url`` (checked empty), or copy the SQLite file into a temporary
+    name beside the target and rename it."""
+    if is_postgres(url):
         run(
             [
                 "pg_restore",
@@ -182,23 +285,21 @@ def restore_database(folder: Path, manifest: dict, url: URL) -> None:
                 f"--dbname={url.database}",
                 str(folder / PG_DUMP),
             ],
-            env,
+            pg_env(url),
         )
         return
-    target = Path(url.database or "")
-    if target.exists():
-        raise BackupError(f"{target} exists; move it away first (restore never overwrites)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with closing_sqlite(folder / SQLITE_COPY) as src, closing_sqlite(target) as dst:
+    with (  # the connections close before the rename
+        replacing(Path(url.database or ""), mode=0o600) as partial,
+        closing_sqlite(folder / SQLITE_COPY) as src,
+        closing_sqlite(partial) as dst,
+    ):
         src.backup(dst)
 
 
 def restore_store(source: Path, settings: Settings) -> None:
-    """Put the store copy at ``BTC_DB_PATH`` (absent), holding the writer lock meanwhile."""
+    """Put the store copy (and its WAL) at ``BTC_DB_PATH``, each through a temporary name,
+    holding the writer lock meanwhile."""
     target = settings.db_path
-    if target.exists():
-        raise BackupError(f"{target} exists; move it away first (restore never overwrites)")
-    target.parent.mkdir(parents=True, exist_ok=True)
 
     def busy(who: str) -> StoreBusy:
         return StoreBusy(f"{target} is locked by {who}; stop the workers and try again")
@@ -207,28 +308,26 @@ def restore_store(source: Path, settings: Settings) -> None:
         for suffix in ("", ".wal"):
             copy = Path(f"{source}{suffix}")
             if copy.exists():
-                partial = Path(f"{target}{suffix}.restoring")
-                shutil.copyfile(copy, partial)
-                partial.replace(Path(f"{target}{suffix}"))
+                with replacing(Path(f"{target}{suffix}")) as partial:
+                    shutil.copyfile(copy, partial)
 
 
 def restore(folder: Path, settings: Settings, url: URL) -> dict[str, float]:
-    """Restore the database, then the store; return how long each took."""
-    manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
-        raise BackupError(f"{folder} is not a backup (no {MANIFEST})")
-    manifest = json.loads(manifest_path.read_text())
+    """Check the backup and the targets, then restore the database and the store; return how
+    long each took."""
+    manifest = check_backup(folder)
+    check_targets(manifest, settings, url)
     timings = {}
     started = time.monotonic()
     restore_database(folder, manifest, url)
     timings["database_seconds"] = round(time.monotonic() - started, 2)
-    if manifest.get("store_file"):
+    if manifest.store_file:
         started = time.monotonic()
-        restore_store(folder / manifest["store_file"], settings)
+        restore_store(folder / manifest.store_file, settings)
         timings["store_seconds"] = round(time.monotonic() - started, 2)
-    if manifest["prefect_version"] != version("prefect"):
+    if manifest.prefect_version != version("prefect"):
         print(
-            f"the backup was taken with Prefect {manifest['prefect_version']}, this is "
+            f"the backup was taken with Prefect {manifest.prefect_version}, this is "
             f"{version('prefect')}: migrate before starting servers (python -m deployments.ha migrate)"
         )
     return timings
@@ -256,6 +355,9 @@ def main() -> int:
             )
     except BtcError as exc:
         raise SystemExit(f"btc backup: {exc}") from None
+    except OSError as exc:  # the system refused something the checks did not foresee
+        where = f": {exc.filename}" if exc.filename else ""
+        raise SystemExit(f"btc backup: {exc.strerror or exc}{where}") from None
     return 0
 
 
