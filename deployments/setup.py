@@ -278,14 +278,27 @@ def zombie_automation(within_s: int) -> AutomationCore:
 def ensure_automations(
     client: SyncPrefectClient, block_id: UUID | None, zombie_after_s: int = ZOMBIE_AFTER_S
 ) -> list[str]:
-    """Create or replace the automations by name."""
+    """Create the missing automations, update in place (by name) those that differ, and leave
+    alone those that already match. An automation keeps what its trigger is waiting for (the
+    zombie one: each run's last heartbeat) only while it is left alone: the server gives the
+    trigger a new id on every update, which forgets it, and deleting forgets it too. Extra
+    automations of the same name (each would act too) are deleted."""
     names = []
     for automation in automations(block_id, zombie_after_s):
-        for existing in client.read_automations_by_name(automation.name):
-            client.delete_automation(existing.id)
-        client.create_automation(automation)
+        existing = client.read_automations_by_name(automation.name)
+        for duplicate in existing[1:]:
+            client.delete_automation(duplicate.id)
+        if not existing:
+            client.create_automation(automation)
+        elif _definition(existing[0]) != automation.model_dump():
+            client.update_automation(existing[0].id, automation)
         names.append(automation.name)
     return names
+
+
+def _definition(automation: AutomationCore) -> dict:
+    """What an automation read back from the server does, comparable with one made here."""
+    return AutomationCore.model_validate(automation.model_dump(exclude={"id"})).model_dump()
 
 
 def main() -> int:
