@@ -6,6 +6,7 @@ Used by ``make up`` (deployments/stack.py), the HA and hybrid stacks, the benchm
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from btc_core.settings import PROJECT_ROOT
 
@@ -213,6 +215,35 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def stop_worker(pid: int, grace_s: float = 15.0) -> None:
+    """Stop a ``prefect worker start`` process without leaving its runs Running.
+
+    Prefect 3.9's worker, when SIGINT or SIGTERM stops it, SIGKILLs the flow-run processes it
+    started (cancelling its task group closes their asyncio transports), so they never report,
+    and a second signal makes it SIGKILL itself. So each flow-run process gets SIGTERM first: the
+    flow engine then marks its run Crashed ("Execution was aborted by a termination signal")
+    and exits; then the worker gets one SIGINT (see :func:`stop`)."""
+    try:
+        runs = psutil.Process(pid).children()
+    except psutil.NoSuchProcess:
+        return
+    for run in runs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            run.terminate()
+    psutil.wait_procs(runs, timeout=grace_s)
+    stop(pid, sigints=1, grace_s=grace_s)
+
+
+def identify(pid: int) -> dict[str, object] | None:
+    """What tells a live process from a later one with the same PID (PIDs wrap): its start time
+    and command line. None if no such process is alive."""
+    try:
+        proc = psutil.Process(pid)
+        return {"started": proc.create_time(), "cmdline": proc.cmdline()}
+    except psutil.Error:  # gone, a zombie, or not ours to read
+        return None
 
 
 def run_checked(

@@ -4,9 +4,9 @@
                                          # setup, deploy --all, one process worker
     python -m deployments.stack demo     # up, then run btc-hourly and wait for Completed
     python -m deployments.stack status
-    python -m deployments.stack down     # workers first (SIGINT twice), then the server
+    python -m deployments.stack down     # workers first (their runs end Crashed), then the server
 
-State lives in ``var/stack`` (PIDs, URL, logs); PREFECT_HOME is ``var/prefect`` so nothing touches
+State lives in ``var/stack`` (PIDs with their start time and command line, URL, logs); PREFECT_HOME is ``var/prefect`` so nothing touches
 your own ~/.prefect. ``PREFECT_API_DATABASE_CONNECTION_URL`` switches the server to Postgres
 (``postgresql+asyncpg://user@127.0.0.1:5432/prefect``); SQLite is the embedded default.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from btc_core.settings import PROJECT_ROOT
 from deployments.deploy import deployment_names, setup_and_deploy
 from deployments.names import DOCKER_POOL
-from deployments.processes import BIN, alive, start_server, start_worker, stop
+from deployments.processes import BIN, identify, start_server, start_worker, stop, stop_worker
 from deployments.runs import run_now
 from infra.ports import DEFAULT_PORT, pick_port
 from infra.signals import sigint_not_ignored
@@ -43,22 +43,39 @@ DEFAULT_POLL_S = 0.5
 
 @dataclass
 class Stack:
-    """What runs: the server's URL and PID, and the workers' PIDs."""
+    """What runs: the server's URL and PID, the workers' PIDs, and what identifies each of those
+    processes (:func:`identify`, by PID as a string), recorded when it is saved."""
 
     url: str = ""
     server_pid: int = 0
     worker_pids: list[int] = field(default_factory=list)
     home: str = str(PREFECT_HOME)
+    identities: dict[str, dict[str, object]] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
         return f"{self.url}/api"
 
+    def ours(self, pid: int) -> bool:
+        """``pid`` is alive and still the process the stack started: same start time and command
+        line as recorded (a PID recorded before identities were, by an older stack.json, is
+        taken on trust)."""
+        now = identify(pid)
+        recorded = self.identities.get(str(pid))
+        return now is not None and (recorded is None or recorded == now)
+
     def running(self) -> bool:
-        """The recorded server process is alive."""
-        return bool(self.server_pid) and alive(self.server_pid)
+        """The recorded server process is alive (and still ours)."""
+        return bool(self.server_pid) and self.ours(self.server_pid)
 
     def save(self, folder: Path = STACK_DIR) -> None:
+        """Write stack.json, with the identity of each recorded process not yet identified (it
+        was just started)."""
+        pids = [str(pid) for pid in [self.server_pid, *self.worker_pids] if pid]
+        for pid in pids:
+            if pid not in self.identities and (found := identify(int(pid))):
+                self.identities[pid] = found
+        self.identities = {pid: self.identities[pid] for pid in pids if pid in self.identities}
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "stack.json").write_text(json.dumps(asdict(self), indent=2))
 
@@ -85,17 +102,40 @@ def point_clients_at(api_url: str | None, path: Path = CLIENT_ENV) -> None:
         path.unlink(missing_ok=True)
 
 
-def server(port: int) -> Stack:
-    """The server alone (SQLite in var/prefect unless PREFECT_API_DATABASE_CONNECTION_URL says)."""
-    stack = Stack.load()
-    if stack.server_pid and alive(stack.server_pid):
+@dataclass(frozen=True)
+class Place:
+    """Where a stack keeps its state and its clients' ``.env`` (a test's stack: a folder of its
+    own)."""
+
+    stack_dir: Path = STACK_DIR
+    home: Path = PREFECT_HOME
+    env_file: Path = CLIENT_ENV
+
+
+HERE = Place()
+
+
+def server(port: int, place: Place = HERE) -> Stack:
+    """The server alone (SQLite in var/prefect unless PREFECT_API_DATABASE_CONNECTION_URL says).
+    Workers already recorded stay recorded (``down`` stops them); if the server comes back on
+    another URL, they are stopped instead: they would poll the old one."""
+    stack = Stack.load(place.stack_dir)
+    if stack.running():
         print(f"already running: {stack.url} (server PID {stack.server_pid})")
         return stack
     port = pick_port(port)
-    proc = start_server(PREFECT_HOME, port, STACK_DIR / "server.log")
-    stack = Stack(url=f"http://127.0.0.1:{port}", server_pid=proc.pid)
-    stack.save()
-    point_clients_at(stack.api_url)
+    proc = start_server(place.home, port, place.stack_dir / "server.log")
+    url = f"http://127.0.0.1:{port}"
+    workers = [pid for pid in stack.worker_pids if stack.ours(pid)]
+    if stack.url != url:
+        for pid in workers:
+            stop_worker(pid)
+            print(f"stopped worker PID {pid}: it polled {stack.url}, the server is now at {url}")
+        workers = []
+    stack = replace(stack, url=url, server_pid=proc.pid, worker_pids=workers, home=str(place.home))
+    stack.identities.pop(str(proc.pid), None)  # a dead server's PID may be reused
+    stack.save(place.stack_dir)
+    point_clients_at(stack.api_url, place.env_file)
     print(f"server   {stack.url} (PID {proc.pid}, SQLite in var/prefect, log var/stack/server.log)")
     print(f"         .env: PREFECT_API_URL={stack.api_url} (Prefect commands run here use it)")
     return stack
@@ -104,10 +144,10 @@ def server(port: int) -> Stack:
 def settle(stack: Stack) -> Stack:
     """The recorded state made true: dead workers dropped, and live workers of a dead server
     stopped (they would poll a URL that is gone, and no ``make down`` would know them)."""
-    live = [pid for pid in stack.worker_pids if alive(pid)]
+    live = [pid for pid in stack.worker_pids if stack.ours(pid)]
     if live and not stack.running():
         for pid in live:
-            stop(pid, sigints=2)
+            stop_worker(pid)
             print(f"stopped worker PID {pid}: its server {stack.url} is gone")
         live = []
     return replace(stack, worker_pids=live)
@@ -169,19 +209,25 @@ def demo(port: int, poll_s: float) -> int:
     return 0
 
 
-def down() -> None:
-    """Workers first (SIGINT twice), then the server."""
-    stack = Stack.load()
+def down(place: Place = HERE) -> None:
+    """Workers first (:func:`stop_worker`: their runs end Crashed, not Running), then the server;
+    only processes that are still the ones the stack started."""
+    stack = Stack.load(place.stack_dir)
     if not stack.server_pid and not stack.worker_pids:
         print("nothing to stop: no server or worker recorded in var/stack")
     for pid in stack.worker_pids:
-        stop(pid, sigints=2)
-        print(f"stopped worker PID {pid}")
-    if stack.server_pid:
+        if stack.ours(pid):
+            stop_worker(pid)
+            print(f"stopped worker PID {pid}")
+        else:
+            print(f"worker PID {pid} had already stopped (not signalled)")
+    if stack.server_pid and stack.running():
         stop(stack.server_pid, sigints=1)
         print(f"stopped server PID {stack.server_pid} ({stack.url})")
-    Stack(home=stack.home).save()
-    point_clients_at(None)
+    elif stack.server_pid:
+        print(f"server PID {stack.server_pid} had already stopped (not signalled)")
+    Stack(home=stack.home).save(place.stack_dir)
+    point_clients_at(None, place.env_file)
 
 
 def status() -> int:
@@ -189,10 +235,10 @@ def status() -> int:
     if not stack.server_pid:
         print("not running (start with: make up)")
         return 1
-    state = "running" if alive(stack.server_pid) else "DEAD"
+    state = "running" if stack.running() else "DEAD"
     print(f"server {stack.url} PID {stack.server_pid}: {state}")
     for pid in stack.worker_pids:
-        print(f"worker PID {pid}: {'running' if alive(pid) else 'DEAD'}")
+        print(f"worker PID {pid}: {'running' if stack.ours(pid) else 'DEAD'}")
     return 0
 
 
