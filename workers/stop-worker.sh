@@ -48,12 +48,12 @@ worker="$PID"
 for child in $(children "$PID"); do
     case "$(cmdline "$child")" in *"worker start"*) worker="$child" ;; esac
 done
-runs=$(children "$worker")
+runs=$(children "$worker" | tr '\n' ' ')
 if [ -n "$runs" ]; then
     # shellcheck disable=SC2086  # one PID per word
     kill -TERM $runs 2>/dev/null
     # shellcheck disable=SC2086
-    wait_gone "$GRACE" $runs || echo "stop-worker: flow-run processes$runs still running" >&2
+    wait_gone "$GRACE" $runs || echo "stop-worker: flow-run processes $runs still running" >&2
 fi
 kill -TERM "$PID" 2>/dev/null || exit 0
 wait_gone "$GRACE" "$PID" "$worker" && exit 0
