@@ -191,7 +191,9 @@ def start_warm_path(env: dict[str, str], log: Path, timeout_s: float = 120) -> s
 
 
 def stop(pid: int, *, sigints: int = 2, grace_s: float = 15.0) -> None:
-    """Stop a process group politely: SIGINT (twice for workers), then SIGTERM, then SIGKILL."""
+    """Stop a process group politely: SIGINT (``sigints`` times), then SIGTERM, then SIGKILL,
+    each after a share of ``grace_s``. A Prefect worker answers any signal after its first with
+    a SIGKILL of its own: stop workers with :func:`stop_worker`."""
     signals = [signal.SIGINT] * sigints + [signal.SIGTERM, signal.SIGKILL]
     for sig in signals:
         try:
