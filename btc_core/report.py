@@ -11,6 +11,21 @@ from btc_core.sql import one_row
 from btc_core.store import LoadResult, PriceStore
 from btc_core.transform import DayAvg, Latest, daily_rows
 
+RUN_COUNTS_KEY = "btc-run-counts"  # the run's counts as a table artifact: what metrics read
+
+
+def run_counts(batch: Batch, result: LoadResult) -> dict[str, int]:
+    """One run's row counts, the one row of its ``btc-run-counts`` table artifact (no values:
+    safe in strict hybrid). The metrics exporter reads these, never the markdown summary."""
+    return {
+        "received": batch.received,
+        "rejected": batch.n_rejected,
+        "duplicates": batch.duplicates,
+        "inserted": result.inserted,
+        "updated": result.updated,
+        "unchanged": result.unchanged,
+    }
+
 
 def run_summary_markdown(
     batch: Batch, result: LoadResult, current: Latest | None, *, prices: bool

@@ -5,7 +5,8 @@
 Each scrape asks afresh. From the Prefect API (``PREFECT_API_URL``, through the load balancer):
 per deployment its last successful run, creation and schedule period; per work pool its Late runs
 and online workers; and, for every run that finished since the exporter started, a count by final
-state and the rows it received, rejected and loaded (from its ``btc-run-summary`` artifact). From
+state and the rows it received, rejected and loaded (from its ``btc-run-counts`` table artifact, checked
+against a schema; never parsed out of the markdown summary). From
 the store the worker writes (``BTC_DB_PATH``, read under the writer lock): row counts, the newest
 observation and the newest daily average. Strict hybrid holds: counts and timestamps, never a
 price. Run it where the store is (a worker host); without a store it reports ``btc_store_up 0``.
@@ -16,13 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import re
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
@@ -51,18 +51,17 @@ from prefect.settings import (
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from pydantic import TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from btc_core.errors import BtcError
 from btc_core.pipeline import store_for
-from btc_core.report import store_stats
+from btc_core.report import RUN_COUNTS_KEY, store_stats
 from btc_core.settings import Settings
 from btc_core.transform import latest
 
 log = logging.getLogger("btc.metrics")
 
 DEFAULT_PORT = 4704
-SUMMARY_KEY = "btc-run-summary"  # the artifact flows/btc.py publishes (counts only)
 FINAL = (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
 # A run's end_time is written before its row commits: look back this far for runs not seen yet.
 OVERLAP = timedelta(minutes=5)
@@ -71,25 +70,37 @@ STORE_WAIT_S = 10.0  # how long a scrape queues behind a writer for the store
 # minute as Prefect's client does by default: Prometheus gives a scrape 10 s.
 CLIENT_FAST = {PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: 5.0}
 PAGE = 200
-SUMMARY_ROW = re.compile(
-    r"^\| (rows received|rows rejected|observations new / updated / unchanged) \| ([\d /]+) \|$",
-    re.MULTILINE,
-)
 SCHEDULES: TypeAdapter[Any] = TypeAdapter(SCHEDULE_TYPES)
+Count = Annotated[int, Field(ge=0, le=10**12)]  # rows of one run: beyond this it is not a count
 
 
-def summary_counts(markdown: str) -> dict[str, int]:
-    """Rows ``received``, ``rejected`` and ``loaded`` (new + updated) from a run summary
-    (btc_core.report.run_summary_markdown); the rows it lacks are left out."""
-    found = dict(SUMMARY_ROW.findall(markdown))
-    counts = {}
-    for label, key in (("rows received", "received"), ("rows rejected", "rejected")):
-        if label in found:
-            counts[key] = int(found[label])
-    if changed := found.get("observations new / updated / unchanged"):
-        new, updated, _ = (int(n) for n in changed.split("/"))
-        counts["loaded"] = new + updated
-    return counts
+class RunCounts(BaseModel):
+    """The one row of a run's ``btc-run-counts`` table artifact (btc_core.report.run_counts)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    received: Count
+    rejected: Count
+    duplicates: Count
+    inserted: Count
+    updated: Count
+    unchanged: Count
+
+
+ONE_ROW: TypeAdapter[tuple[RunCounts]] = TypeAdapter(tuple[RunCounts])
+
+
+def run_counts(data: object) -> dict[str, int] | None:
+    """Rows ``received``, ``rejected`` and ``loaded`` (new + updated) from the data of a
+    ``btc-run-counts`` artifact (a JSON table of one row); None for anything else."""
+    if not isinstance(data, str):
+        return None
+    try:
+        (counts,) = ONE_ROW.validate_json(data)
+    except ValidationError:
+        return None
+    loaded = counts.inserted + counts.updated
+    return {"received": counts.received, "rejected": counts.rejected, "loaded": loaded}
 
 
 def schedule_period_s(schedule: Any) -> float:
@@ -137,17 +148,23 @@ class FinishedRuns:
         for start in range(0, len(ids), PAGE):
             artifacts = client.read_artifacts(
                 artifact_filter=ArtifactFilter(
-                    key=ArtifactFilterKey(any_=[SUMMARY_KEY]),
+                    key=ArtifactFilterKey(any_=[RUN_COUNTS_KEY]),
                     flow_run_id=ArtifactFilterFlowRunId(any_=ids[start : start + PAGE]),
                 ),
                 sort=ArtifactSort.CREATED_DESC,
             )
-            for artifact in artifacts:  # newest first: one summary per run
+            for artifact in artifacts:  # newest first: the newest of each run decides
                 run_id = artifact.flow_run_id
-                if run_id is None or run_id in counted or not isinstance(artifact.data, str):
+                if run_id is None or run_id in counted:
                     continue
                 counted.add(run_id)
-                for kind, n in summary_counts(artifact.data).items():
+                counts = run_counts(artifact.data)
+                if counts is None:
+                    log.warning(
+                        "run %s: its %s artifact is not one row of counts", run_id, RUN_COUNTS_KEY
+                    )
+                    continue
+                for kind, n in counts.items():
                     self.rows[runs[run_id], kind] += n
 
 

@@ -50,7 +50,13 @@ from btc_core.errors import is_retryable
 from btc_core.exit import skip_exit_collection
 from btc_core.observations import Batch, Window, utc_now
 from btc_core.policy import RetryPolicy, extract_try
-from btc_core.report import Snapshot, run_summary_markdown, snapshot
+from btc_core.report import (
+    RUN_COUNTS_KEY,
+    Snapshot,
+    run_counts,
+    run_summary_markdown,
+    snapshot,
+)
 from btc_core.settings import Settings
 from btc_core.store import LoadResult
 from btc_core.transform import DayAvg, write_atomically
@@ -219,7 +225,8 @@ async def notify(settings: Settings, batch: Batch, result: LoadResult) -> str:
 async def publish_run_artifacts(
     settings: Settings, batch: Batch, result: LoadResult, seen: Snapshot
 ) -> None:
-    """Artifacts on the run page, sent at once (one round trip, not three). They live on the
+    """Artifacts on the run page, sent at once (concurrently, not one after another); the
+    ``btc-run-counts`` table is what the metrics exporter reads. They live on the
     control plane: ``BTC_ARTIFACTS=summary`` keeps prices off it (strict hybrid), ``none``
     publishes nothing."""
     if settings.artifacts == "none":
@@ -230,6 +237,11 @@ async def publish_run_artifacts(
             run_summary_markdown(batch, result, seen.latest, prices=prices),
             key="btc-run-summary",
             description="What this run loaded",
+        ),
+        acreate_table_artifact(
+            [run_counts(batch, result)],
+            key=RUN_COUNTS_KEY,
+            description="This run's row counts (read by the metrics exporter)",
         ),
         publish_chart(settings, seen.chart),
     ]
