@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from btc_core.errors import ConfigError, InputError
-from btc_core.files import write_atomically
+from btc_core.files import special_kind, write_atomically
 from btc_core.observations import utc_now
 from btc_core.store import PriceStore
 from btc_core.transform import DayAvg, daily_rows
@@ -63,7 +63,7 @@ def draw(rows: list[DayAvg], cache_dir: Path | None = None) -> Chart:
     title = f"BTC daily average, {rows[0].day} .. {rows[-1].day}"
     key = hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
     cached = cache_dir / f".chart-{key}.png" if cache_dir else None
-    if cached and cached.is_file():
+    if cached and cached.is_file() and not special_kind(cached, follow=False):  # no symlink
         return Chart(title, cached.read_bytes(), rows[-1].day, key)
     png = daily_avg_png(rows)
     if cached:

@@ -1,4 +1,5 @@
-"""The one way the project writes a file (export, chart, markers, backups, restores).
+"""The one way the project writes a file (export, chart, markers, backups, restores) or appends
+to one (the notification file).
 
 A new file is made beside the target under a unique name (``tempfile.mkstemp``: created with
 ``O_EXCL``, so a symlink planted there is never followed), filled, then renamed over the target:
@@ -9,6 +10,7 @@ nothing is ever made beside ``/dev/full``.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -74,3 +76,15 @@ def write_atomically(out: Path, data: bytes) -> None:
     """Write ``data`` to ``out`` through :func:`replacing`."""
     with replacing(out) as tmp:
         tmp.write_bytes(data)
+
+
+def append(path: Path, text: str) -> None:
+    """Append ``text`` to the regular file ``path`` (made if absent). Never through a symlink
+    (``O_NOFOLLOW``) nor into a FIFO or a device (refused first; ``O_NONBLOCK`` fails a FIFO
+    swapped in meanwhile instead of waiting for a reader). :class:`OSError` if it cannot."""
+    if kind := special_kind(path, follow=False):
+        raise OSError(errno.EINVAL, f"it is a {kind}, not a regular file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+    with open(os.open(path, flags, 0o644), "a", encoding="utf-8") as fh:
+        fh.write(text)

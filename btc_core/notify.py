@@ -14,6 +14,7 @@ from typing import Any, TextIO
 import requests
 
 from btc_core.errors import NotifyError
+from btc_core.files import append
 from btc_core.settings import Settings
 from btc_core.sources import USER_AGENT
 from btc_core.transform import Latest, round_cents
@@ -58,9 +59,7 @@ def notify(settings: Settings, latest: Latest | None, stream: TextIO | None = No
 
 def _to_file(path: Path, body: dict[str, Any]) -> str:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(body, sort_keys=True) + "\n")
+        append(path, json.dumps(body, sort_keys=True) + "\n")
     except OSError as exc:
         raise NotifyError(f"cannot append the notification to {path}: {exc.strerror}") from None
     return f"notified in {path}"

@@ -217,6 +217,16 @@ WRITES = [
     Case("export --out: a symlink planted at the old temp name", cmd("export --db {good} --out {tmp}/daily.json"), False, build=victim(".daily.json.tmp"), made="daily.json"),
     Case("export --out: a symlink to a file of someone else", cmd("export --db {good} --out {tmp}/daily.json"), False, build=victim("daily.json"), made="daily.json"),
     Case("chart --out: a symlink planted at the old temp name", cmd("chart --db {good} --out {tmp}/c.png"), False, build=victim(".c.png.tmp"), made="c.png"),
+    *(
+        Case(f"run --notify file: {what}", cmd("run --db {good}"), env={"BTC_NOTIFY": "file", "BTC_NOTIFY_FILE": path}, build=make)
+        for what, path, make in [
+            ("a FIFO", "{tmp}/n.jsonl", fifo("n.jsonl")),
+            ("a symlink to someone's file", "{tmp}/n.jsonl", victim("n.jsonl")),
+            ("a folder", "{tmp}", None),
+            ("/dev/full", "/dev/full", None),
+            ("/dev/null", "/dev/null", None),
+        ]
+    ),
     Case("chart --out: a name without .png", cmd("chart --db {good} --out {tmp}/chart"), False, made="chart"),
     Case("chart --out: a name with another suffix", cmd("chart --db {good} --out {tmp}/chart.v2"), False, made="chart.v2"),
 ]  # fmt: skip
@@ -362,7 +372,7 @@ def test_a_hostile_input_is_one_line_and_changes_nothing(
         monkeypatch.delenv(name)
     monkeypatch.setenv("BTC_NOTIFY", "none")
     for name, value in case.env.items():
-        monkeypatch.setenv(name, value.format(api=fake_api.url))
+        monkeypatch.setenv(name, value.format(api=fake_api.url, tmp=tmp_path))
     (tmp_path / "ro").mkdir()
     (tmp_path / "a-file").write_text("not a folder\n")
     if case.build:
