@@ -41,14 +41,25 @@ def special_kind(path: Path, follow: bool = True) -> str | None:
     return None if stat.S_ISREG(mode) else KINDS.get(stat.S_IFMT(mode), "special file")
 
 
+def umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` would, for every thread)."""
+    with suppress(OSError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
+
+
 @contextmanager
-def replacing(out: Path, mode: int = 0o644) -> Iterator[Path]:
+def replacing(out: Path, mode: int = 0o666) -> Iterator[Path]:
     """A new empty file (its path) in ``out``'s folder that replaces ``out`` when the block ends
-    without an error, and is removed otherwise. An existing target keeps its permissions.
+    without an error, and is removed otherwise. A new file gets ``mode`` less the umask (as
+    ``open`` would), an existing target keeps its permissions.
     :class:`ConfigError` with one line if ``out`` is not a regular file or cannot be written."""
     kind = special_kind(out)
     if kind:
         raise ConfigError(f"cannot write {out}: it is a {kind}, not a regular file")
+    mode &= ~umask()
     with suppress(OSError):
         mode = stat.S_IMODE(out.stat().st_mode)
     try:
