@@ -54,6 +54,7 @@ HOME = f"/home/{USER}"
 HEARTBEAT_S = 30
 ZOMBIE_AFTER_S = 60
 POOL = "btc-process"
+REMOVING: list[subprocess.Popen[bytes]] = []  # `docker rm` of this session's hosts, under way
 FIGURES: dict[str, str] = {}  # session-wide measurements (the image build), reported by the tests
 
 
@@ -125,8 +126,17 @@ class Host:
         return checkout
 
     def remove(self) -> None:
+        """Kill the host now; its files are deleted in the background (a GB of environment
+        takes Docker 10-20 s on a busy machine), waited for at the end of the session."""
         if not self.removed:
-            docker("rm", "-f", "-v", self.container, check=False, timeout_s=120)
+            docker("kill", self.container, check=False, timeout_s=60)
+            REMOVING.append(
+                subprocess.Popen(
+                    ["docker", "rm", "-f", "-v", self.container],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
             self.removed = True
 
 
@@ -166,6 +176,18 @@ def start_host(image: str, role: str, *, systemd: bool = False) -> Host:
         host.remove()
         raise
     return host
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_host_left() -> Iterator[None]:
+    """At the end of the session, pass or fail: every host of this session removed."""
+    yield
+    for proc in REMOVING:
+        proc.wait(timeout=300)
+    if REMOVING or docker_answers():
+        left = docker("ps", "-aq", "--filter", f"name=^{PREFIX}-", check=False).split()
+        if left:
+            docker("rm", "-f", "-v", *left, check=False, timeout_s=300)
 
 
 def image_inputs() -> list[tuple[str, bytes]]:

@@ -144,18 +144,13 @@ def test_systemd_worker_restarted_after_kill_9(
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Prefect 3.9.1's worker SIGKILLs its flow-run processes when it stops (with any "
-    "KillMode: tried mixed and process), so the run is left Running until the zombie automation "
-    "crashes it; the drain or the Crashed-at-once stop is workers/stop-worker.sh's (issue 30, "
-    "part 6), which the unit will call as ExecStop= once it is committed",
-)
 def test_systemd_stop_with_run_in_flight(
     service: Service, control_plane: Server, figure: Callable[[str], None]
 ) -> None:
     """A run pausing 10 s inside its load; ``systemctl stop`` while it pauses: the service stops
-    within TimeoutStopSec, and the run ends Completed (or Cancelled), never left Running."""
+    within TimeoutStopSec and the run is final at once, never left Running. Crashed, plainly:
+    Prefect 3.9's worker cannot drain (stopped, it SIGKILLs its flow-run processes), so the
+    unit's ExecStop (workers/stop-worker.sh) SIGTERMs them first and their engine reports."""
     service.systemctl("start", SERVICE)
     with control_plane.client() as client:
         completed_run(client, DEPLOYMENT, timeout_s=240)  # the worker is polling
@@ -172,7 +167,7 @@ def test_systemd_stop_with_run_in_flight(
         assert stopped < TIMEOUT_STOP_SEC, f"systemctl stop took {stopped:.0f} s"
         state = client.read_flow_run(flow_run.id).state
         after = 0.0
-        while state is not None and not state.is_final() and after < 30:
+        while state is not None and not state.is_final() and after < 15:
             time.sleep(0.5)
             after += 0.5
             state = client.read_flow_run(flow_run.id).state
@@ -194,12 +189,14 @@ def test_systemd_journal_holds_the_log_and_no_secret(
 ) -> None:
     """``journalctl -u`` has the worker's log and its runs' output, and none of the secrets
     planted in /etc/btc/worker.env (which the worker and its runs hold in their environment)."""
-    service.systemctl("start", SERVICE)
-    with control_plane.client() as client:
-        flow_run = completed_run(client, DEPLOYMENT, timeout_s=240)
     journal = service.journal()
+    if "submitting flow run" not in journal:  # run alone: no run yet
+        service.systemctl("start", SERVICE)
+        with control_plane.client() as client:
+            completed_run(client, DEPLOYMENT, timeout_s=240)
+        journal = service.journal()
     assert f"Worker 'host-systemd-{POOL}' started" in journal, journal[-2000:]
-    assert f"submitting flow run '{flow_run.id}'" in journal, journal[-2000:]
+    assert "submitting flow run" in journal, journal[-2000:]
     assert re.search(r"Task run 'load-\w+' - loaded 2208", journal), journal[-2000:]
     leaked = [name for name, value in planted_secrets.items() if value in journal]
     assert not leaked, f"secrets in the journal: {leaked}"
