@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import boto3
 from moto.server import ThreadedMotoServer
@@ -46,20 +47,28 @@ PATH_PULL = [{"prefect.deployments.steps.set_working_directory": {"directory": s
 
 def latency(api_url: str, deployment: str) -> tuple[float, float]:
     """Seconds from creating a run of ``deployment`` to seeing it Completed, and seconds of its
-    pull steps alone (from the run's log lines before and after them, stamped by the flow-run
-    process)."""
+    pull steps alone (between the run's log lines before and after them)."""
     started = time.perf_counter()
     run = run_now(api_url, deployment)
     if not (run.state and run.state.is_completed()):
         raise RuntimeError(f"{deployment} run {run.id} ended {run.state}")
-    took = time.perf_counter() - started
+    return time.perf_counter() - started, pull_seconds(api_url, run.id)
+
+
+def pull_seconds(api_url: str, run_id: UUID, timeout_s: float = 30) -> float:
+    """Seconds between the log lines around the pull steps of a run, stamped by the flow-run
+    process; its last logs reach the API after the Completed state, so they are waited for."""
+    marks = ("deployment pull step(s)", "All deployment steps completed")
+    deadline = time.monotonic() + timeout_s
     with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
-        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
-    start, end = (
-        next(log.timestamp for log in logs if text in log.message)
-        for text in ("deployment pull step(s)", "All deployment steps completed")
-    )
-    return took, (end - start).total_seconds()
+        while True:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+            stamps = [[log.timestamp for log in logs if mark in log.message] for mark in marks]
+            if all(stamps):
+                return (stamps[1][0] - stamps[0][0]).total_seconds()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"run {run_id}: no log lines around its pull steps")
+            time.sleep(0.5)
 
 
 def copy_btc_hourly(api_url: str, name: str, pull_steps: list[dict[str, Any]] | None) -> str:
