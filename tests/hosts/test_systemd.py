@@ -50,10 +50,13 @@ class Service:
         out = self.host.sh("pgrep -u btc -f 'prefect.engine'", user="root", check=False)
         return out.split()[0] if out.split() else "none"
 
-    def worker_pid(self) -> int:
-        """The Prefect worker's Python process (a child of uv, the unit's main process)."""
+    def worker_pids(self) -> list[int]:
+        """The Prefect worker's Python processes (children of uv, the unit's main process)."""
         out = self.host.sh("pgrep -u btc -f 'bin/python.* worker start'", user="root", check=False)
-        pids = [int(p) for p in out.split()]
+        return [int(p) for p in out.split()]
+
+    def worker_pid(self) -> int:
+        pids = self.worker_pids()
         assert len(pids) == 1, f"expected one worker process, found {pids}"
         return pids[0]
 
@@ -137,10 +140,32 @@ def test_systemd_worker_restarted_after_kill_9(
         exits = [line for line in journal.splitlines() if "Main process exited" in line]
         assert exits and "Scheduled restart job" in journal, journal[-3000:]
         completed_run(client, DEPLOYMENT, timeout_s=240)
+        worker_pid = service.worker_pid()
+
+        # the main process itself (uv): a death by SIGKILL counts too, and the worker it leaves
+        # behind goes with it (KillMode=mixed), so that one worker polls, not two
+        main_pid = service.show("MainPID")
+        service.host.sh(f"kill -9 {main_pid}", user="root")
+        again = wait_until(
+            lambda: (
+                service.show("ActiveState") == "active"
+                and service.show("MainPID") not in ("0", main_pid)
+            ),
+            RESTART_SEC + 60,
+            "systemd restarting the worker after its main process was killed",
+        )
+        assert int(service.show("NRestarts")) == restarts + 2
+        assert "code=killed, status=9/KILL" in service.journal()
+        wait_until(
+            lambda: len(pids := service.worker_pids()) == 1 and pids[0] != worker_pid,
+            60,
+            "one worker process, a new one",
+        )
         figure(
             f"kill -9 of the worker ({exits[-1].split(': ', 1)[-1]}): running again after "
             f"{back:.1f} s (RestartSec={RESTART_SEC}), next run Completed "
-            f"{time.monotonic() - killed:.1f} s after the kill"
+            f"{time.monotonic() - killed:.1f} s after the kill; kill -9 of uv (the main "
+            f"process): running again after {again:.1f} s"
         )
 
 
