@@ -190,7 +190,12 @@ def heartbeat_seen(api_url: str, run_id: UUID) -> bool:
 
 
 def busy_workers(
-    server: Server, client: SyncPrefectClient, deployment: UUID, tmp_path: Path, names: list[str]
+    server: Server,
+    client: SyncPrefectClient,
+    deployment: UUID,
+    tmp_path: Path,
+    names: list[str],
+    cleanup: list[int],
 ) -> list[tuple[subprocess.Popen, UUID, int]]:
     """Workers of the stack (``prefect worker start``), each on a work queue of its own, each with
     a run it is in the middle of and that run's process PID. The runs start together, so their
@@ -203,6 +208,7 @@ def busy_workers(
         env = worker_env(server, tmp_path / name)
         log = tmp_path / f"{name}.log"
         worker = start_worker(server.home, server.api_url, POOL, log, 1.0, queue=name, **env)
+        cleanup.append(worker.pid)
         run = client.create_flow_run_from_deployment(deployment, work_queue_name=name)
         started.append((worker, run.id, log))
     return [(worker, run_id, wait_for_pause(log.read_text)) for worker, run_id, log in started]
@@ -218,10 +224,8 @@ def test_sigterm_or_sigint_to_a_busy_worker_leaves_its_run_to_the_zombie_automat
         ensure_automations(client, None, zombie_after_s=ZOMBIE_S)
         try:
             signals = [signal.SIGTERM, signal.SIGINT]
-            busy = busy_workers(
-                prefect_server, client, deployment, tmp_path, [sig.name for sig in signals]
-            )
-            cleanup += [worker.pid for worker, _, _ in busy]
+            names = [sig.name for sig in signals]
+            busy = busy_workers(prefect_server, client, deployment, tmp_path, names, cleanup)
             runs = dict(zip(signals, busy, strict=True))
             killed = time.monotonic()
             for sig, (worker, _, _) in runs.items():
@@ -254,11 +258,11 @@ def test_down_stops_the_workers_after_a_server_restart_and_only_its_own_processe
     cleanup.append(first.server_pid)
     log = tmp_path / "worker.log"
     worker = start_worker(place.home, first.api_url, POOL, log, 1.0)
+    cleanup.append(worker.pid)
     deadline = time.monotonic() + 60
     while "started!" not in log.read_text():
         assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
         time.sleep(0.2)
-    cleanup.append(worker.pid)
     first.worker_pids.append(worker.pid)
     first.save(place.stack_dir)
 
