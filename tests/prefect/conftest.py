@@ -17,7 +17,7 @@ from prefect.settings.legacy import Setting
 from btc_core.fake_api import FakeApi
 from deployments.deploy import setup_and_deploy
 from deployments.postgres import postgres_available, postgres_url, scratch_database
-from deployments.processes import PortTaken, start_server, start_worker, stop
+from deployments.processes import PortTaken, start_server, start_worker, stop, stop_worker
 from infra.ports import pick_port
 from tests.prefect.helpers import stop_schedules
 from tests.prefect.templates import postgres_template, seed_sqlite
@@ -72,7 +72,7 @@ class Server:
 
     def stop_workers(self) -> None:
         for proc in self.workers:
-            stop(proc.pid, sigints=2)
+            stop_worker(proc.pid)  # its runs end Crashed, not Running; no second signal
         self.workers.clear()
 
 
