@@ -31,8 +31,14 @@ from infra.signals import sigint_not_ignored
 def pytest_configure(config: pytest.Config) -> None:
     """The servers and workers the tests start must stop on SIGTERM as under a service manager,
     also when the suite itself runs in a script's background (.ci/run may), where SIGINT is
-    inherited ignored."""
+    inherited ignored.
+
+    The suite's deployments deliver code from the checkout's folder (``BTC_CODE_SOURCE=path``),
+    so its workers run the working tree with a developer's uncommitted changes, not HEAD;
+    the default (git_clone) is what tests/prefect/test_code_source.py, tests/hosts and the
+    fresh-machine test deploy."""
     sigint_not_ignored()
+    os.environ.setdefault("BTC_CODE_SOURCE", "path")
 
 
 def require_all() -> bool:

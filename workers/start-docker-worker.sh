@@ -29,4 +29,6 @@ fi
 export PREFECT_WORKER_QUERY_SECONDS="$POLL"
 export PREFECT_WORKER_PREFETCH_SECONDS="$POLL"
 export PREFECT_FLOWS_HEARTBEAT_FREQUENCY="${PREFECT_FLOWS_HEARTBEAT_FREQUENCY:-30}"
-exec "$UV" run --frozen --group platform prefect worker start --pool "$POOL" --type docker --name "$(hostname)-$POOL"
+# SIGINT back to its default: a worker started as a script's background job (or under nohup)
+# inherits SIGINT ignored and would stop on no signal (coreutils >= 8.31: Debian 11, Ubuntu 20.04).
+exec env --default-signal=INT "$UV" run --frozen --group platform prefect worker start --pool "$POOL" --type docker --name "$(hostname)-$POOL"

@@ -20,4 +20,6 @@ export PREFECT_WORKER_PREFETCH_SECONDS="$POLL"
 export PREFECT_LOGGING_EXTRA_LOGGERS="${PREFECT_LOGGING_EXTRA_LOGGERS:-btc_core}"
 # uv: $UV, else the one on PATH, else installed once in ~/.local/bin (no pip, no venv module needed).
 UV="${UV:-$(command -v uv || python3 scripts/bootstrap_uv.py)}"
-exec "$UV" run --frozen prefect worker start --pool "$POOL" --name "$(hostname)-$POOL"
+# SIGINT back to its default: a worker started as a script's background job (or under nohup)
+# inherits SIGINT ignored and would stop on no signal (coreutils >= 8.31: Debian 11, Ubuntu 20.04).
+exec env --default-signal=INT "$UV" run --frozen prefect worker start --pool "$POOL" --name "$(hostname)-$POOL"

@@ -137,16 +137,9 @@ def test_stop_worker_sh_stops_an_idle_worker_without_sigkill(
     took, stderr = stop_with_script(worker)
     figure(f"stop-worker.sh on an idle worker: {took:.1f} s")
     assert "SIGKILL" not in stderr + log.read_text(), stderr + log.read_text()[-2000:]
-    assert took < 5, f"{took:.1f} s"
+    assert took < 10, f"{took:.1f} s"  # it was 7-7.5 s, ending in SIGKILL
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workers/start-process-worker.sh must start the worker with SIGINT at its default "
-    '(`exec env --default-signal=INT "$UV" run ...`): a worker that inherits SIGINT ignored '
-    "stops on no signal (Prefect 3.9 turns SIGTERM into SIGINT); that script is not this "
-    "test's owner's file (issue 30, part 6)",
-)
 def test_stop_worker_sh_stops_a_worker_started_as_a_background_job(
     prefect_server, tmp_path, cleanup
 ):
