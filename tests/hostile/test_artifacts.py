@@ -23,7 +23,7 @@ from btc_core.settings import Settings
 from deployments.metrics import PipelineCollector
 from tests.prefect.conftest import Server, _serve
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]  # a hang fails its case
 
 GOOD = {
     "received": 24,

@@ -22,7 +22,7 @@ from btc_core.settings import PROJECT_ROOT
 from btc_core.store import Store
 from deployments.postgres import postgres_available, postgres_url, scratch_database
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]  # a hang fails its case
 
 Spoil = Callable[[Path], object]  # changes the copy of a good backup folder
 
