@@ -20,6 +20,7 @@ from typing import Any, Literal, get_args
 
 import yaml
 
+from btc_core.files import write_atomically
 from btc_core.settings import PROJECT_ROOT
 
 CodeSource = Literal["git", "s3", "path"]
@@ -62,7 +63,7 @@ def prefect_file(source: str, dest: Path, root: Path = PROJECT_ROOT) -> Path:
     config: dict[str, Any] = yaml.safe_load((root / "prefect.yaml").read_text())
     config.update(config["definitions"]["code_sources"][source])
     path = dest / f"prefect.{source}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    write_atomically(path, yaml.safe_dump(config, sort_keys=False).encode())
     return path
 
 

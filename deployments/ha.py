@@ -35,6 +35,7 @@ import httpx
 import yaml
 from dotenv import dotenv_values
 
+from btc_core.files import write_atomically
 from btc_core.settings import PROJECT_ROOT
 from deployments.deploy import setup_and_deploy
 from deployments.processes import BIN, prefect_env, stop, wait_until_ok
@@ -112,7 +113,7 @@ class HaStack:
     def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         state = {"supervisord_pid": self.supervisord_pid, "base_port": self.ports.base}
-        (self.folder / "ha.json").write_text(json.dumps(state, indent=2))
+        write_atomically(self.folder / "ha.json", json.dumps(state, indent=2).encode())
 
     @classmethod
     def load(cls, folder: Path, ports: Ports | None = None) -> HaStack:
@@ -237,7 +238,7 @@ def up(folder: Path, ports: Ports, interval: str | None = None, own_redis: bool 
     folder.mkdir(parents=True, exist_ok=True)
     env = stack.env(own_redis)
     config = prometheus_config(ports, interval)
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    write_atomically(folder / "prometheus.yml", yaml.safe_dump(config, sort_keys=False).encode())
     print(f"migrated in {migrate(env):.1f} s")
     proc = subprocess.Popen(
         ["supervisord", "-n", "-c", str(SUPERVISORD_CONF)],

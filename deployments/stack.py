@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from btc_core.files import write_atomically
 from btc_core.settings import PROJECT_ROOT
 from deployments.deploy import deployment_names, setup_and_deploy
 from deployments.names import DOCKER_POOL
@@ -77,7 +78,7 @@ class Stack:
                 self.identities[pid] = found
         self.identities = {pid: self.identities[pid] for pid in pids if pid in self.identities}
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "stack.json").write_text(json.dumps(asdict(self), indent=2))
+        write_atomically(folder / "stack.json", json.dumps(asdict(self), indent=2).encode())
 
     @classmethod
     def load(cls, folder: Path = STACK_DIR) -> Stack:
@@ -97,7 +98,7 @@ def point_clients_at(api_url: str | None, path: Path = CLIENT_ENV) -> None:
     if api_url:
         kept += [ENV_MARK, f"PREFECT_API_URL={api_url}"]
     if kept:
-        path.write_text("\n".join(kept) + "\n")
+        write_atomically(path, ("\n".join(kept) + "\n").encode())
     else:
         path.unlink(missing_ok=True)
 
