@@ -220,6 +220,15 @@ def test_sigterm_or_sigint_to_a_busy_worker_leaves_its_run_to_the_zombie_automat
             names = [sig.name for sig in signals]
             busy = busy_workers(prefect_server, client, deployment, tmp_path, names, cleanup)
             runs = dict(zip(signals, busy, strict=True))
+            # The flow process sends its events in the background: a heartbeat not yet delivered
+            # when the worker SIGKILLs it is lost, and with no heartbeat the automation never
+            # fires (a gap of Prefect's recipe). This test is about the runs whose heartbeat got
+            # through, so it waits for them before the signals.
+            for _, run_id, _ in runs.values():
+                deadline = time.monotonic() + 60
+                while not heartbeat_seen(prefect_server.api_url, run_id):
+                    assert time.monotonic() < deadline, "no heartbeat of the run reached the server"
+                    time.sleep(0.5)
             killed = time.monotonic()
             for sig, (worker, _, _) in runs.items():
                 worker.send_signal(sig)
@@ -227,10 +236,6 @@ def test_sigterm_or_sigint_to_a_busy_worker_leaves_its_run_to_the_zombie_automat
                 assert worker.wait(15) == 0
                 assert not psutil.pid_exists(flow_pid)  # SIGKILLed by the worker as it stopped
                 assert client.read_flow_run(run_id).state.name == "Running"
-                deadline = time.monotonic() + 30
-                while not heartbeat_seen(prefect_server.api_url, run_id):
-                    assert time.monotonic() < deadline, "no heartbeat of the run reached the server"
-                    time.sleep(0.5)
             ensure_automations(client, None, zombie_after_s=ZOMBIE_S)  # make up, again
             for sig, (_, run_id, _) in runs.items():
                 ended = wait(client, run_id, timeout_s=ZOMBIE_S + 30)
