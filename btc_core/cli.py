@@ -23,7 +23,7 @@ from btc_core.errors import BtcError, ConfigError
 from btc_core.exit import skip_exit_collection
 from btc_core.files import write_atomically
 from btc_core.observations import Window
-from btc_core.pipeline import backfill, chunk_size, run_cycle, store_for
+from btc_core.pipeline import backfill, backfill_chunks, run_cycle, store_for
 from btc_core.settings import NOTIFY_CHANNELS, SOURCES, Settings
 from btc_core.transform import export
 
@@ -99,8 +99,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _backfill(args: argparse.Namespace, settings: Settings) -> int:
     window = Window.days(args.first, args.last)
-    size = chunk_size(settings)
-    total = len(list(window.chunks(size))) if size else 1
+    total = len(backfill_chunks(settings, window))
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

@@ -98,6 +98,13 @@ def chunk_size(settings: Settings) -> timedelta | None:
     return getattr(source_chain(settings)[0], "chunk", None)
 
 
+def backfill_chunks(settings: Settings, window: Window) -> list[Window]:
+    """The parts a backfill of ``window`` loads one by one (or an orchestrator maps): the live
+    source's request window, or the whole window for a replay file."""
+    size = chunk_size(settings)
+    return list(window.chunks(size)) if size else [window]
+
+
 def backfill(
     settings: Settings,
     window: Window,
@@ -105,10 +112,8 @@ def backfill(
     on_chunk: Callable[[Window, LoadResult], None] | None = None,
 ) -> list[LoadResult]:
     """Load ``window`` chunk by chunk (one chunk for replay), each with its daily averages."""
-    size = chunk_size(settings)
-    chunks = list(window.chunks(size)) if size else [window]
     results = []
-    for part in chunks:
+    for part in backfill_chunks(settings, window):
         result = load_retrying(settings, extract(settings, part, replay_file))
         results.append(result)
         if on_chunk:

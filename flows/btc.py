@@ -336,23 +336,26 @@ def btc_backfill(
     source: str | None = None,
     max_parallel: Annotated[int, Field(ge=1, le=MAX_PARALLEL)] = 4,
 ) -> str:
-    """Load the UTC days ``start``..``end``: extracts mapped over days, ``max_parallel`` at a
-    time; each load (and the daily averages of its day) queues on the store's single writer."""
+    """Load the UTC days ``start``..``end`` in the chunks ``btc backfill`` loads (the core's: a
+    replay file in one, a live API in windows it answers in one go, e.g. 300 hours for Coinbase):
+    extracts mapped over the chunks, ``max_parallel`` at a time; each load (and the daily averages
+    of its days) queues on the store's single writer. Days without data inside the window are no
+    error, as for the plain CLI (splitting a file by day made each empty day a failed extract)."""
     settings = runtime_settings(source=source)
-    days = Window.days(start, end).day_list()
-    extract_day, load_day = with_policy(extract, settings), with_policy(load, settings)
+    parts = pipeline.backfill_chunks(settings, Window.days(start, end))
+    extract_part, load_part = with_policy(extract, settings), with_policy(load, settings)
     loaded = 0
     progress = create_progress_artifact(
-        0.0, key="btc-backfill-progress", description="Days loaded (%)"
+        0.0, key="btc-backfill-progress", description="Chunks loaded (%)"
     )
-    for offset in range(0, len(days), max_parallel):
-        group = [Window.days(d, d) for d in days[offset : offset + max_parallel]]
-        batches = extract_day.map(unmapped(quote(settings)), group)
-        results = load_day.map(unmapped(quote(settings)), batches).result()
+    for offset in range(0, len(parts), max_parallel):
+        group = parts[offset : offset + max_parallel]
+        batches = extract_part.map(unmapped(quote(settings)), group)
+        results = load_part.map(unmapped(quote(settings)), batches).result()
         loaded += sum(r.inserted + r.updated for r in results)
         done = offset + len(group)
-        update_progress_artifact(progress, 100.0 * done / len(days))  # type: ignore[arg-type]
-        get_run_logger().info(f"backfill: {done} of {len(days)} days loaded")
+        update_progress_artifact(progress, 100.0 * done / len(parts))  # type: ignore[arg-type]
+        get_run_logger().info(f"backfill: {done} of {len(parts)} chunks loaded")
     # Submitted: an async task called directly from a sync flow returns a coroutine nobody awaits.
     chart.submit(quote(settings)).result()  # type: ignore[call-overload]  # Prefect unquotes
     return f"backfilled {start} .. {end}: {loaded} observations new or updated"

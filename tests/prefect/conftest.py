@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.events.worker import EventsWorker
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.settings.legacy import Setting
 
 from btc_core.fake_api import FakeApi
@@ -156,3 +156,12 @@ def process_worker(
         BTC_READ_TIMEOUT_S="1",
         BTC_EXTRACT_CACHE_S="1",
     )
+
+
+@pytest.fixture
+def against(prefect_server, tmp_path, monkeypatch):
+    """Run flows in this process against the test server, data in tmp_path."""
+    monkeypatch.setenv("BTC_DB_PATH", str(tmp_path / "btc.duckdb"))
+    monkeypatch.setenv("BTC_NOTIFY", "none")
+    with prefect_server.in_process({PREFECT_LOCAL_STORAGE_PATH: tmp_path / "results"}):
+        yield prefect_server
