@@ -40,7 +40,9 @@ from tests.prefect.helpers import wait
 
 DEPLOYMENT = "btc-pipeline/btc-hourly"
 CHECKOUT = f"{HOME}/btc-orchestration"
-DATA = f"{HOME}/data"  # the host's own data folder (BTC_DB_PATH's)
+# The data's default place: var/ of the checkout the worker's environment was installed from
+# (btc_core.settings.DATA_ROOT), not the temporary folder each run's pull step clones into.
+DATA = f"{CHECKOUT}/var"
 DB = f"{DATA}/btc.duckdb"
 WORKER_LOG = f"{HOME}/worker.log"
 ROWS = 2208  # observations of the replay file
@@ -60,7 +62,6 @@ class WorkerHost:
         """``workers/start-process-worker.sh btc-process`` in the background, as a user starts
         it over ssh with nohup; its console goes to ~/worker.log."""
         flags = [f"--env={k}={v}" for k, v in {**env, "PREFECT_API_URL": api_url}.items()]
-        self.host.sh(f"mkdir -p {DATA}")
         docker(
             "exec", "-d", "-u", USER, "-w", CHECKOUT, *flags, self.host.container,
             "sh", "-c", f"exec workers/start-process-worker.sh {POOL} >>{WORKER_LOG} 2>&1",
@@ -77,7 +78,7 @@ class WorkerHost:
         """The host's DuckDB file (with its WAL, if any), copied out of the host's data folder
         (``docker cp`` also reads a dead host's)."""
         target = dest / self.name
-        docker("cp", f"{self.host.container}:{DATA}", str(target))
+        docker("cp", f"{self.host.container}:{DATA}", str(target), check=False)
         return target / Path(DB).name
 
 
@@ -125,8 +126,6 @@ def worker_hosts(
     env = {
         **strict_env(planted_secrets),
         "BTC_WORKER_POLL_S": "1",
-        "BTC_DB_PATH": DB,
-        "BTC_NOTIFY_FILE": f"{DATA}/notifications.jsonl",
     }
 
     def set_up(role: str) -> None:
