@@ -66,6 +66,11 @@ class StoreBusy(BtcError):
     retryable = True
 
 
+class RedactedError(BtcError):
+    """An unexpected failure, named by its class only: strict hybrid mode keeps its message,
+    which may quote a value, on the worker (flows/boundary.py)."""
+
+
 class NotifyError(BtcError):
     """A notification could not be delivered; the loaded data is kept."""
 

@@ -56,6 +56,7 @@ NOTIFY_CHANNELS: tuple[str, ...] = get_args(NotifyChannel)
 SHARED_CSV_NAME = "btc_hourly_2019-11-20_2023-12-31.csv"
 UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
 Positive = Annotated[float, Field(gt=0)]
+MAX_STORABLE_PRICE = 1e10  # DECIMAL(18,8): 10 integer digits
 
 
 def _aws(name: str, *more: str) -> Any:
@@ -112,7 +113,9 @@ class Settings(BaseSettings):
     task_timeout_s: Positive = 300.0
     extract_cache_s: Positive = 300.0
     max_staleness_s: Positive = 3600.0
-    max_price_usd: Positive = 10_000_000.0
+    # Daily averages sum prices as DECIMAL(18,8) (btc_core/daily.py): a bound at or above 1e10
+    # would admit prices that fail the whole load in DuckDB (its message quoting them).
+    max_price_usd: Annotated[float, Field(gt=0, lt=MAX_STORABLE_PRICE)] = 10_000_000.0
     notify: NotifyChannel = "stdout"
     webhook_url: SecretStr = SecretStr("")
     notify_file: UserPath = DATA_ROOT / "var" / "notifications.jsonl"

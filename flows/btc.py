@@ -60,6 +60,7 @@ from btc_core.report import (
 from btc_core.settings import Settings
 from btc_core.store import LoadResult
 from btc_core.transform import DayAvg, write_atomically
+from flows.boundary import guarded
 
 T = TypeVar("T")
 SECRET_BLOCKS = {"coingecko_api_key": "btc-coingecko-api-key", "webhook_url": "btc-webhook-url"}
@@ -169,6 +170,7 @@ def extract_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> st
     cache_policy=TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=extract_cache_key),
     persist_result=True,
 )
+@guarded
 async def extract(settings: Settings, window: Window | None) -> Batch:
     """Observations from the configured source; each retry asks it again, the last try (or a
     failure no retry cures) fails over (btc_core.policy). Rejected rows are logged by line and
@@ -202,6 +204,7 @@ def writer_guard(settings: Settings) -> AbstractAsyncContextManager[object]:
 
 
 @task(retry_condition_fn=retry_if_transient)
+@guarded
 async def load(settings: Settings, batch: Batch) -> LoadResult:
     """Upsert the observations and refresh the daily averages of the days they touch, in one
     transaction. Writers queue on the core's file lock and, for a store shared by several hosts
@@ -213,6 +216,7 @@ async def load(settings: Settings, batch: Batch) -> LoadResult:
 
 
 @task(retry_condition_fn=retry_if_transient)
+@guarded
 async def notify(settings: Settings, batch: Batch, result: LoadResult) -> str:
     """Tell people: the message on the configured channel, and the run page's artifacts. Runs
     after the commit, so a failure never undoes the load."""
@@ -288,6 +292,7 @@ async def publish_chart(settings: Settings, rows: list[DayAvg]) -> None:
 
 
 @task
+@guarded
 async def chart(settings: Settings) -> None:
     """Publish the 90-day chart (after a backfill)."""
     seen = await off_loop(snapshot, pipeline.store_for(settings))
@@ -300,6 +305,7 @@ async def chart(settings: Settings) -> None:
 # flow's API client, and their timeouts (and SIGTERM) stop waiting for the core's blocking
 # calls, which run in daemon threads (off_loop).
 @flow(name="btc-pipeline")
+@guarded
 async def btc_pipeline(
     source: str | None = None,
     lookback_hours: Annotated[int, Field(ge=1, le=MAX_LOOKBACK_HOURS)] | None = None,
@@ -330,6 +336,7 @@ async def cycle(settings: Settings, window: Window | None) -> str:
 
 # Prefect types task_runner as TaskRunner[PrefectFuture]; its generic is invariant (typing gap).
 @flow(name="btc-backfill", task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
+@guarded
 def btc_backfill(
     start: date,
     end: date,

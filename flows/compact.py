@@ -17,12 +17,14 @@ from prefect import flow, get_run_logger, task
 
 from btc_core.lake import LakeStore
 from btc_core.pipeline import store_for
+from flows.boundary import guarded
 from flows.btc import off_loop, retry_if_transient, runtime_settings, writer_guard
 
 
 @task(
     retries=2, retry_delay_seconds=10, retry_condition_fn=retry_if_transient, timeout_seconds=1800
 )
+@guarded
 async def compact(keep_hours: float) -> str:
     """Compact the lake under the writer limit; the data files per table before and after."""
     settings = runtime_settings()
@@ -36,6 +38,7 @@ async def compact(keep_hours: float) -> str:
 
 
 @flow(name="btc-compact")
+@guarded
 async def btc_compact(keep_hours: float = 24.0) -> str:
     """Compact the DuckLake; snapshots younger than ``keep_hours`` stay (time travel, readers
     still on them)."""

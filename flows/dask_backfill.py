@@ -31,6 +31,7 @@ from prefect_dask import DaskTaskRunner
 
 from btc_core.observations import Window
 from btc_core.settings import Settings
+from flows.boundary import guarded
 from flows.btc import chart, extract, load, runtime_settings, with_policy
 
 
@@ -49,6 +50,7 @@ def dask_task_runner(workers: int | None = None) -> DaskTaskRunner:
 
 
 @flow(name="btc-backfill-dask", task_runner=dask_task_runner())  # type: ignore[arg-type]
+@guarded
 def btc_backfill_dask(
     start: date, end: date, source: str | None = None, days_per_task: int = 1
 ) -> str:

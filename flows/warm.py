@@ -32,6 +32,7 @@ from prefect.logging import get_logger
 from prefect.settings import PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, temporary_settings
 from prefect.task_worker import aserve
 
+from flows.boundary import guarded
 from flows.btc import cycle, runtime_settings
 
 EVENT = "btc.replay.updated"
@@ -39,6 +40,7 @@ log = get_logger("btc.warm")
 
 
 @task(name="btc-refresh", persist_result=True)
+@guarded
 async def btc_refresh(source: str | None = None) -> str:
     """One cycle (extract -> load -> notify) in this warm process; ``source`` overrides
     ``BTC_SOURCE``. The same tasks, retries, cache and artifacts as the ``btc-pipeline`` flow."""
