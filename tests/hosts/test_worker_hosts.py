@@ -12,10 +12,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from uuid import UUID
 
 import duckdb
 import pytest
+from prefect.client.schemas.objects import FlowRun
 
 from btc_core.pipeline import run_cycle
 from btc_core.settings import DEFAULT_REPLAY_FILE, Settings
@@ -70,9 +70,10 @@ class WorkerHost:
     def log(self) -> str:
         return self.host.sh(f"cat {WORKER_LOG}", check=False)
 
-    def took(self, flow_run_id: UUID) -> bool:
-        """Whether this host's worker submitted the run."""
-        return f"submitting flow run '{flow_run_id}'" in self.log()
+    def took(self, flow_run: FlowRun) -> bool:
+        """Whether this host's worker started the run: it won the run's Pending state (two
+        workers may both be "submitting flow run" one run; only one process is started)."""
+        return f"Flow run '{flow_run.name}' submitted to infrastructure" in self.log()
 
     def db_copy(self, dest: Path) -> Path:
         """The host's DuckDB file (with its WAL, if any), copied out of the host's data folder
@@ -169,10 +170,17 @@ def worker_hosts(
 def run_on(client, target: WorkerHost, other: WorkerHost, job_env: dict[str, str] | None = None):
     """A run that lands on ``target``: ``other`` is paused (frozen by ``docker pause``) until
     ``target``'s worker has taken it."""
-    docker("pause", other.host.container)
+    for attempt in range(10):  # cgroup v1's freezer gives up on a busy process: "unable to freeze"
+        try:
+            docker("pause", other.host.container)
+            break
+        except RuntimeError:
+            if attempt == 9:
+                raise
+            time.sleep(0.5)
     try:
         flow_run = start(client, DEPLOYMENT, {"env": job_env} if job_env else None)
-        wait_until(lambda: target.took(flow_run.id), 60, f"{target.name} taking the run")
+        wait_until(lambda: target.took(flow_run), 90, f"{target.name} taking the run")
     finally:
         docker("unpause", other.host.container)
     return flow_run
@@ -231,7 +239,7 @@ def test_worker_host_killed_mid_run_is_crashed_and_the_other_host_takes_the_next
         for flow_run in next_runs:
             final = wait(client, flow_run.id, timeout_s=180)
             assert final.state is not None and final.state.name == "Completed", final.state
-            assert b.took(flow_run.id), f"run {flow_run.id} not on {b.name}"
+            assert b.took(flow_run), f"run {flow_run.id} not on {b.name}"
         crashed = wait(client, doomed.id, timeout_s=ZOMBIE_AFTER_S + HEARTBEAT_S + 60)
         crash_s = time.monotonic() - killed
         assert crashed.state is not None and crashed.state.name == "Crashed", crashed.state
