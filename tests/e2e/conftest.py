@@ -17,6 +17,7 @@ from btc_core.fake_api import FakeApi
 from deployments.deploy import setup_and_deploy
 from deployments.setup import ensure_automations, ensure_result_storage
 from infra.image import INFRA, Build, build
+from tests.docker import docker_answers
 from tests.e2e.browser import Browser, browser_missing
 from tests.e2e.hosts import S3, WorkerHost
 from tests.plugin import WebhookSink
@@ -40,13 +41,6 @@ def _prefect_services_per_test() -> Iterator[None]:
     yield
     for service in (EventsWorker, APILogWorker):
         service.drain_all(timeout=10)
-
-
-def docker_answers() -> bool:
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,9 @@ import boto3
 import duckdb
 from moto.server import ThreadedMotoServer
 
+from btc_core.pipeline import run_cycle
+from btc_core.settings import Settings
+from btc_core.transform import daily_rows, export_json
 from tests.crash import HOOKS
 
 FLOW_UID = 10001  # the non-root user of the flow image (infra/Dockerfile, APP_UID)
@@ -125,3 +128,16 @@ def kill_flow_run_containers(flow_run_id: object) -> list[str]:
     for container in found:
         subprocess.run(["docker", "kill", container], capture_output=True, check=False)
     return found
+
+
+def export_of(db: Path) -> str:
+    """The output contract of a DuckDB file, read without taking the writer lock."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        return export_json(daily_rows(con))
+
+
+def plain_cycle_export(folder: Path) -> str:
+    """The cycle with no orchestrator, in ``folder``: what every worker host's DuckDB must hold."""
+    db = folder / "btc.duckdb"
+    run_cycle(Settings.from_env(env={}, db_path=db, notify="none"))
+    return export_of(db)

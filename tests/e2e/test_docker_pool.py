@@ -10,21 +10,19 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import duckdb
 import pytest
 from prefect.client.schemas.objects import FlowRun
 
-from btc_core.pipeline import run_cycle
-from btc_core.settings import Settings
-from btc_core.transform import daily_rows, export_json
 from deployments.processes import stop
 from tests.e2e.conftest import ZOMBIE_AFTER_S, docker_worker_settings
 from tests.e2e.hosts import (
     CONTAINER_HOOKS,
     S3,
     WorkerHost,
+    export_of,
     flow_run_containers,
     kill_flow_run_containers,
+    plain_cycle_export,
 )
 from tests.e2e.runs import run, start
 from tests.plugin import WebhookSink
@@ -35,18 +33,10 @@ pytestmark = pytest.mark.integration
 DEPLOYMENT = "btc-pipeline/btc-hourly-docker"
 
 
-def export_of(db: Path) -> str:
-    """The output contract of a DuckDB file, read without taking the writer lock."""
-    with duckdb.connect(str(db), read_only=True) as con:
-        return export_json(daily_rows(con))
-
-
 @pytest.fixture(scope="module")
 def plain_export(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The same cycle with no orchestrator: what every Docker run must produce."""
-    db = tmp_path_factory.mktemp("plain") / "btc.duckdb"
-    run_cycle(Settings.from_env(env={}, db_path=db, notify="none"))
-    return export_of(db)
+    return plain_cycle_export(tmp_path_factory.mktemp("plain"))
 
 
 def wait_for_line(log: Path, text: str, offset: int, timeout_s: float = 180) -> str:

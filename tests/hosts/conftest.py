@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +36,7 @@ from btc_core.settings import PROJECT_ROOT
 from deployments.deploy import setup_and_deploy
 from deployments.setup import ensure_automations
 from infra.ports import pick_port
+from tests.docker import docker_answers
 from tests.prefect.conftest import Server, _serve
 from tests.prefect.helpers import stop_schedules
 
@@ -199,13 +200,6 @@ def image_inputs() -> list[tuple[str, bytes]]:
     return inputs
 
 
-def docker_answers() -> bool:
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 @pytest.fixture(scope="session")
 def host_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The host image, built once per set of inputs (a content hash in its tag)."""
@@ -335,3 +329,13 @@ def pause_env(checkout: str, seconds: float) -> dict[str, str]:
         "BTC_TEST_PAUSE_BEFORE_COMMIT_S": f"{seconds:g}",
         "PYTHONPATH": f"{checkout}/tests/hooks",
     }
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> float:
+    """Seconds until ``check()`` holds (read every 0.2 s)."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"{what}: not within {timeout_s:.0f} s")
+        time.sleep(0.2)
+    return time.monotonic() - started

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from btc_core.settings import PROJECT_ROOT
+from tests.docker import docker_answers
 from tests.readme import walk_readme
 
 pytestmark = pytest.mark.integration
@@ -42,13 +43,6 @@ def docker(*args: str, timeout_s: float = 600) -> subprocess.CompletedProcess[st
     result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout_s)
     assert result.returncode == 0, f"docker {' '.join(args[:3])}:\n{result.stderr[-2000:]}"
     return result
-
-
-def docker_answers() -> bool:
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
 
 
 @pytest.fixture(scope="module", params=sorted(SUITES))

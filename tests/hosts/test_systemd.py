@@ -20,6 +20,7 @@ from tests.hosts.conftest import (
     pause_env,
     start_host,
     strict_env,
+    wait_until,
 )
 from tests.prefect.conftest import Server
 from tests.prefect.helpers import completed_run
@@ -59,16 +60,6 @@ class Service:
         pids = self.worker_pids()
         assert len(pids) == 1, f"expected one worker process, found {pids}"
         return pids[0]
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> float:
-    """Seconds until ``check()`` holds (read every 0.2 s)."""
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout_s:
-            raise TimeoutError(f"{what}: not within {timeout_s:.0f} s")
-        time.sleep(0.2)
-    return time.monotonic() - started
 
 
 @pytest.fixture(scope="module")

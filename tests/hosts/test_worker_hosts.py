@@ -17,10 +17,9 @@ import duckdb
 import pytest
 from prefect.client.schemas.objects import FlowRun
 
-from btc_core.pipeline import run_cycle
-from btc_core.settings import DEFAULT_REPLAY_FILE, Settings
-from btc_core.transform import daily_rows, export_json
+from btc_core.settings import DEFAULT_REPLAY_FILE
 from tests.e2e.boundary import close_prices, daily_averages, forbidden, leaks, sqlite_text
+from tests.e2e.hosts import export_of, plain_cycle_export
 from tests.e2e.runs import settle, start
 from tests.hosts.conftest import (
     FIGURES,
@@ -34,6 +33,7 @@ from tests.hosts.conftest import (
     pause_env,
     start_host,
     strict_env,
+    wait_until,
 )
 from tests.prefect.conftest import Server
 from tests.prefect.helpers import wait
@@ -83,15 +83,6 @@ class WorkerHost:
         return target / Path(DB).name
 
 
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> float:
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout_s:
-            raise TimeoutError(f"{what}: not within {timeout_s:.0f} s")
-        time.sleep(0.2)
-    return time.monotonic() - started
-
-
 def counts(db: Path) -> tuple[int, int]:
     with duckdb.connect(str(db), read_only=True) as con:
         row = con.execute("SELECT count(*), count(DISTINCT ts) FROM observations").fetchone()
@@ -99,17 +90,10 @@ def counts(db: Path) -> tuple[int, int]:
     return row[0], row[1]
 
 
-def export_of(db: Path) -> str:
-    with duckdb.connect(str(db), read_only=True) as con:
-        return export_json(daily_rows(con))
-
-
 @pytest.fixture(scope="module")
 def plain_export(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The same cycle with no orchestrator: what each host's DuckDB must hold."""
-    db = tmp_path_factory.mktemp("plain") / "btc.duckdb"
-    run_cycle(Settings.from_env(env={}, db_path=db, notify="none"))
-    return export_of(db)
+    return plain_cycle_export(tmp_path_factory.mktemp("plain"))
 
 
 @pytest.fixture(scope="module")
