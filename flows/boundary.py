@@ -110,6 +110,8 @@ class _RedactedArgs(logging.Filter):
         self.handler = handler
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(worker_log.name):  # the full details: never to the API
+            return False
         args = record.args if isinstance(record.args, tuple) else ()
         if not any(_raw(arg) for arg in args) or not strict():
             return True
@@ -125,13 +127,19 @@ def _raw(arg: object) -> TypeGuard[Exception]:
 
 
 def install_log_filter() -> None:
-    """Put :class:`_RedactedArgs` on Prefect's API log handlers (one instance, shared by the run
-    loggers and the extra loggers); idempotent. Called by each guarded run, as Prefect may
-    configure its logging again after this module is imported."""
-    for handler in logging.getLogger("prefect.flow_runs").handlers:
-        if isinstance(handler, APILogHandler) and not any(
-            isinstance(f, _RedactedArgs) for f in handler.filters
-        ):
+    """Put :class:`_RedactedArgs` on every Prefect API log handler of any logger (the run
+    loggers', the extra loggers', the root's if one was given one); idempotent. Called by each
+    guarded run, as Prefect may configure its logging again after this module is imported."""
+    loggers = [logging.getLogger(), *logging.root.manager.loggerDict.values()]
+    handlers = {
+        handler
+        for logger in loggers
+        if isinstance(logger, logging.Logger)
+        for handler in logger.handlers
+        if isinstance(handler, APILogHandler)
+    }
+    for handler in handlers:
+        if not any(isinstance(f, _RedactedArgs) for f in handler.filters):
             handler.addFilter(_RedactedArgs(handler))
 
 

@@ -115,7 +115,10 @@ def run_and_settle(server) -> State:
     return state
 
 
-# label -> (planted values, set-up of the case: (monkeypatch, tmp_path, replay_csv, stub) -> None)
+# label -> (planted values, set-up of the case: (monkeypatch, tmp_path, replay_csv, stub) -> None).
+# Each value can be nowhere else in the database: no hex (UUIDs hold "1e15"), no digit.digits
+# that a timestamp's seconds hold ("17.313370" holds "7.31337"): both were false hits once the
+# shared server held a few hundred runs. And as the worker's log writes it (Retry-After: %g).
 Setup = Callable[[pytest.MonkeyPatch, Path, Path, tuple[str, Answer]], None]
 
 
@@ -131,13 +134,13 @@ def _not_json(mp: pytest.MonkeyPatch, tmp: Path, csv: Path, stub: tuple[str, Ans
 
 def _retry_after(mp: pytest.MonkeyPatch, tmp: Path, csv: Path, stub: tuple[str, Answer]) -> None:
     url, answer = stub
-    answer.status, answer.headers = 429, {"Retry-After": "7.31337"}
+    answer.status, answer.headers = 429, {"Retry-After": "4242.31"}
     mp.setenv("BTC_SOURCE", "coinbase")
     mp.setenv("BTC_COINBASE_URL", url)
 
 
 def _decimal_overflow(mp: pytest.MonkeyPatch, tmp: Path, csv: Path, _: object) -> None:
-    mp.setenv("BTC_MAX_PRICE_USD", "1e15")
+    mp.setenv("BTC_MAX_PRICE_USD", "1.5e15")
     mp.setenv("BTC_REPLAY_FILE", str(replay_with(tmp, csv, "12345678901.2345")))
 
 
@@ -147,9 +150,9 @@ def _validation(mp: pytest.MonkeyPatch, tmp: Path, csv: Path, _: object) -> None
 
 CASES: dict[str, tuple[list[str], Setup]] = {
     "row 3: a non-JSON answer's content type and body": (["12345.6789", "31337.4242"], _not_json),
-    "a 429's Retry-After header": (["7.31337"], _retry_after),
-    "row 4: a close DuckDB cannot cast to DECIMAL(18,8), BTC_MAX_PRICE_USD=1e15": (
-        ["12345678901.2345", "12345678901.234501", "1e15"],
+    "a 429's Retry-After header": (["4242.31"], _retry_after),
+    "row 4: a close DuckDB cannot cast to DECIMAL(18,8), BTC_MAX_PRICE_USD=1.5e15": (
+        ["12345678901.2345", "12345678901.234501", "1.5e15"],
         _decimal_overflow,
     ),
     "a settings validation detail": (["31337.5151x"], _validation),
