@@ -212,11 +212,16 @@ def stop(pid: int, *, sigints: int = 2, grace_s: float = 15.0) -> None:
 
 
 def alive(pid: int) -> bool:
+    """The process runs: an exited one its parent has not reaped (a zombie) does not. Processes
+    of the stack outlive ``make up``, and where their new parent does not reap (PID 1 of a
+    container that is no init), a stop would otherwise wait out every signal's grace: `make
+    down` took 32-35 s on the fresh-machine containers."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    return True
+    except psutil.AccessDenied:  # someone else's, alive
+        return True
 
 
 def stop_worker(pid: int, grace_s: float = 15.0) -> None:
