@@ -13,33 +13,40 @@ import pytest
 
 
 @contextmanager
+def _while(do: list[str], undo: list[str], cannot: str) -> Iterator[None]:
+    """``do`` (skipping the test with ``cannot`` and its error when it fails), then the block,
+    then ``undo`` whatever happened in it."""
+    done = subprocess.run(do, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"{cannot} ({done.stderr.strip()})")
+    try:
+        yield
+    finally:
+        subprocess.run(undo, check=True)
+
+
+@contextmanager
 def immutable(folder: Path) -> Iterator[Path]:
     """``chattr +i`` on ``folder`` (not even root may create, delete or rename in it), undone
     after the block."""
-    done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"chattr +i is not possible here ({done.stderr.strip()}); needs root on ext4")
-    try:
+    with _while(
+        ["chattr", "+i", str(folder)],
+        ["chattr", "-i", str(folder)],
+        "chattr +i is not possible here; needs root on ext4",
+    ):
         yield folder
-    finally:
-        subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
 @contextmanager
 def full_disk(folder: Path, size: str = "2m") -> Iterator[Path]:
     """A tmpfs of ``size`` mounted on ``folder`` (made), unmounted after the block."""
     folder.mkdir(exist_ok=True)
-    done = subprocess.run(
+    with _while(
         ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); needs root")
-    try:
+        ["umount", "--lazy", str(folder)],
+        "cannot mount a tmpfs here; needs root",
+    ):
         yield folder
-    finally:
-        subprocess.run(["umount", "--lazy", str(folder)], check=True)
 
 
 def bad_places(tmp: Path) -> dict[str, Path]:

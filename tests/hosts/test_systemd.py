@@ -61,6 +61,16 @@ class Service:
         assert len(pids) == 1, f"expected one worker process, found {pids}"
         return pids[0]
 
+    def restarted(self, main_pid: str, what: str) -> float:
+        """Seconds until the unit is active again with a main process other than ``main_pid``."""
+        return wait_until(
+            lambda: (
+                self.show("ActiveState") == "active" and self.show("MainPID") not in ("0", main_pid)
+            ),
+            RESTART_SEC + 60,
+            what,
+        )
+
 
 @pytest.fixture(scope="module")
 def service(
@@ -118,14 +128,7 @@ def test_systemd_worker_restarted_after_kill_9(
         main_pid, worker_pid = service.show("MainPID"), service.worker_pid()
         killed = time.monotonic()
         service.host.sh(f"kill -9 {worker_pid}", user="root")
-        back = wait_until(
-            lambda: (
-                service.show("ActiveState") == "active"
-                and service.show("MainPID") not in ("0", main_pid)
-            ),
-            RESTART_SEC + 60,
-            "systemd restarting the worker",
-        )
+        back = service.restarted(main_pid, "systemd restarting the worker")
         assert int(service.show("NRestarts")) == restarts + 1
         journal = service.journal()
         exits = [line for line in journal.splitlines() if "Main process exited" in line]
@@ -137,13 +140,8 @@ def test_systemd_worker_restarted_after_kill_9(
         # behind goes with it (KillMode=mixed), so that one worker polls, not two
         main_pid = service.show("MainPID")
         service.host.sh(f"kill -9 {main_pid}", user="root")
-        again = wait_until(
-            lambda: (
-                service.show("ActiveState") == "active"
-                and service.show("MainPID") not in ("0", main_pid)
-            ),
-            RESTART_SEC + 60,
-            "systemd restarting the worker after its main process was killed",
+        again = service.restarted(
+            main_pid, "systemd restarting the worker after its main process was killed"
         )
         assert int(service.show("NRestarts")) == restarts + 2
         assert "code=killed, status=9/KILL" in service.journal()
