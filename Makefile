@@ -20,7 +20,7 @@ DAGSTER_PORT ?= 3000
 MYPY := $(RUN) mypy --cache-dir $(HOME)/.cache/btc-orchestration/mypy
 
 .PHONY: help uv setup demo plain server up down status worker test soak test-unit lint format parity parity-live dagster airflow-ui airflow-ui-down comparison screenshots image hybrid stack-up stack-down bench clean \
-	ha-up ha-down ha-status migrate metrics alert-rules backup restore test-ops bench-ops
+	ha-up ha-down ha-status migrate metrics alert-rules backup restore test-ops bench-ops capacity
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -167,6 +167,9 @@ test-ops: setup  ## the operations tests: HA, metrics and alerts, backup and res
 bench-ops: setup  ## runs per minute with one and two API replicas; DB growth per 1,000 runs without and with retention
 	$(RUN) python -m bench.ha_throughput
 	$(RUN) python -m bench.retention_growth
+
+capacity: setup  ## runs/min against offered load per setup, its CPU limit and bottleneck; regenerates docs/capacity.md (<= 15 min)
+	$(RUN) python -m bench.capacity
 
 clean:  ## remove generated data (var/, out/)
 	rm -rf var out
