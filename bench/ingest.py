@@ -63,7 +63,7 @@ WINDOWS: dict[Path, Window] = {}  # the whole days each file covers, found befor
 def file_window(path: Path) -> Window:
     con = duckdb.connect()
     first, last = one_row(
-        con, "SELECT min(time), max(time) FROM read_csv(?, header = true)", [str(path)]
+        con, "SELECT min(time), max(time) FROM read_csv($path, header = true)", {"path": str(path)}
     )
     con.close()
     start, end = (datetime.fromtimestamp(t, UTC) for t in (first, last))

@@ -107,7 +107,7 @@ def many_tasks_child(tasks: int) -> None:
 
     @flow(name="btc-backend-bench")
     def many_tasks(n: int) -> float:
-        prices = Replay(Settings.from_env(env={})).fetch().frame["price_usd"].tolist()
+        prices = Replay(Settings.from_env(env={})).fetch().price_usd.tolist()
         futures = slice_mean.map([prices[i::n] for i in range(n)])
         return round_cents(statistics.fmean(futures.result()))
 

@@ -2,6 +2,9 @@
 
 Settings come from ``BTC_*`` variables; options given here override them. Failures print one
 line and exit non-zero; ``--debug`` (or ``BTC_DEBUG=1``) shows the traceback.
+
+Each command imports what only it needs (the doctor, the progress bar) when it runs,
+so ``btc run`` and ``btc backfill`` start without them (tests/unit/test_cli_imports.py).
 """
 
 from __future__ import annotations
@@ -14,11 +17,8 @@ from datetime import date
 from pathlib import Path
 from typing import NoReturn
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from btc_core import __version__
-from btc_core.chart import CHART_DAYS, daily_avg_png, last_days
-from btc_core.doctor import run_checks
+from btc_core.chart import CHART_DAYS, daily_avg_png, last_days  # matplotlib only once drawing
 from btc_core.errors import BtcError, ConfigError
 from btc_core.exit import skip_exit_collection
 from btc_core.files import write_atomically
@@ -98,6 +98,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _backfill(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     window = Window.days(args.first, args.last)
     total = len(backfill_chunks(settings, window))
     columns = (
@@ -137,6 +145,8 @@ def _chart(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from btc_core.doctor import run_checks
+
     failed = 0
     for check in run_checks(settings):
         print(check.line())

@@ -14,7 +14,7 @@ from datetime import date
 
 import duckdb
 
-from btc_core.sql import one_row
+from btc_core.sql import execute, one_row
 
 IN_DAYS = """($first IS NULL OR ts >= CAST($first AS TIMESTAMP))
            AND ($last IS NULL OR ts < CAST($last AS TIMESTAMP) + INTERVAL 1 DAY)"""
@@ -54,8 +54,8 @@ def refresh_days(
     """Recompute ``daily_avg`` for ``first``..``last`` (all days when None) on ``con``, in the
     transaction the caller holds. Returns the number of days written."""
     days = {"first": first, "last": last}
-    con.execute(DELETE_DAYS, days)
-    con.execute(insert_days_sql(unique_ts), days)
+    execute(con, DELETE_DAYS, days)
+    execute(con, insert_days_sql(unique_ts), days)
     (n,) = one_row(
         con,
         """SELECT count(*) FROM daily_avg

@@ -209,8 +209,9 @@ def _table_count(con: duckdb.DuckDBPyConnection) -> int:
     """How many of the pipeline's tables the attached lake has."""
     (n,) = one_row(
         con,
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = $lake AND table_name IN $names",
-        {"lake": ALIAS, "names": list(TABLES)},
+        """SELECT count(*) FROM duckdb_tables()
+            WHERE database_name = $lake AND list_contains($names, table_name)""",
+        {"lake": ALIAS, "names": TABLES},
     )
     return n
 

@@ -20,16 +20,19 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import overload
+from typing import TYPE_CHECKING, cast, overload
 
 import duckdb
-import pandas as pd
 
 from btc_core.errors import BadPayload, ConfigError
-from btc_core.sql import one_row
+from btc_core.sql import execute, one_row, texts_sql
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 log = logging.getLogger(__name__)
 # Raw rejected rows go here, never to ``btc_core``'s tree: deployments/stack.py forwards that tree
@@ -109,15 +112,16 @@ class Window:
 class Batch:
     """Validated observations from one source: one row per timestamp, sorted.
 
-    ``frame`` has columns ``ts`` (naive UTC ``datetime64[us]``) and ``price_usd`` (float64).
-    Every row received is kept, rejected, or collapsed into a later duplicate:
-    ``received == len(frame) + n_rejected + duplicates``. ``outside`` rows had a valid timestamp
+    ``ts`` (naive UTC ``datetime64[us]``) and ``price_usd`` (float64) are NumPy arrays of the
+    same length, which DuckDB scans as they are (no pandas). Every row received is kept,
+    rejected, or collapsed into a later duplicate: ``received == kept + n_rejected + duplicates``. ``outside`` rows had a valid timestamp
     outside the requested window and were not received. ``examples`` name a few rejected rows by
     line and reason only (no value from the data), so they may go anywhere.
     """
 
     source: str
-    frame: pd.DataFrame
+    ts: NDArray[np.datetime64]
+    price_usd: NDArray[np.float64]
     received: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
@@ -131,12 +135,20 @@ class Batch:
         return sum(self.rejected.values())
 
     @property
+    def kept(self) -> int:
+        return len(self.ts)
+
+    @property
     def first_day(self) -> date:
-        return self.frame["ts"].iloc[0].date()
+        return _day(self.ts[0])
 
     @property
     def last_day(self) -> date:
-        return self.frame["ts"].iloc[-1].date()
+        return _day(self.ts[-1])
+
+    def columns(self) -> dict[str, NDArray[np.datetime64] | NDArray[np.float64]]:
+        """The observations as a table DuckDB can register: columns ``ts`` and ``price_usd``."""
+        return {"ts": self.ts, "price_usd": self.price_usd}
 
     def log_lines(self) -> list[tuple[int, str]]:
         """What every orchestrator logs of this batch, as (level, line): the summary, then each
@@ -147,7 +159,7 @@ class Batch:
     def summary(self) -> str:
         """One line: what came in, what was kept, and why the rest was not."""
         line = (
-            f"{self.source}: {len(self.frame)} observations kept of {self.received} received "
+            f"{self.source}: {self.kept} observations kept of {self.received} received "
             f"({self.n_rejected} rejected, {self.duplicates} duplicates collapsed)"
         )
         if self.changed:
@@ -160,6 +172,12 @@ class Batch:
         if self.outside:
             line += f"; {self.outside} valid rows outside the window left aside"
         return line
+
+
+def _day(moment: np.datetime64) -> date:
+    """The UTC day of a naive UTC ``datetime64`` of any unit."""
+    day: date = moment.astype("datetime64[D]").item()
+    return day
 
 
 # (line, reason, raw text cut by :func:`cut`) of a row the reader itself could not split
@@ -265,7 +283,8 @@ def validate(
     ``empty_error`` when no valid row remains.
     """
     now = as_utc(now or utc_now())
-    con.execute(
+    execute(
+        con,
         STAGE.format(raw_sql=raw_sql, unit=UNITS[epoch_scale]),
         {
             "scale": epoch_scale,
@@ -323,7 +342,8 @@ def _judge(
         raise Unaccounted(f"{rows + len(malformed)} of {expected_rows} lines read")
     rejected: Counter[str] = Counter(reason for _, reason, _ in malformed)
     found = [(line, reason, repr(text)) for line, reason, text in malformed]
-    for reason, count, samples in con.execute(
+    for reason, count, samples in execute(
+        con,
         f"""SELECT reason, count(*),
                    list([rowid::VARCHAR, epoch_raw, price_raw] ORDER BY rowid)[1:{MAX_EXAMPLES}]
               FROM staged WHERE {judged} GROUP BY reason""",
@@ -333,18 +353,15 @@ def _judge(
         for rowid, epoch, price in samples:
             found.append((lines[int(rowid)], reason, f"time={cut(epoch)!r}, price={cut(price)!r}"))
     found.sort()
-    frame = con.execute(
-        f"SELECT ts, price AS price_usd FROM staged WHERE reason IS NULL AND {in_window}", wparams
-    ).df()
-    frame, duplicates, changed = _collapse(frame)
+    ts, price_usd, duplicates, changed = _kept(con, in_window, wparams)
     examples = [f"{what} line {line}: {reason}" for line, reason, _ in found[:MAX_EXAMPLES]]
     for line, reason, raw in found[:MAX_EXAMPLES]:
         worker_log.warning("%s line %d: %s (%s)", what, line, reason, raw)
     received = rows - outside + len(malformed)
     batch = Batch(
-        source, frame, received, dict(rejected), examples, duplicates, [], changed, outside
+        source, ts, price_usd, received, dict(rejected), examples, duplicates, [], changed, outside
     )
-    if frame.empty:
+    if not batch.kept:
         where = f" in {window}" if window else ""
         detail = f"; {batch.summary()}" if received or outside else ""
         raise empty_error(f"{source}: no valid observation{where} in the {what}{detail}")
@@ -352,18 +369,37 @@ def _judge(
     return batch
 
 
-def _collapse(frame: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
-    """Sort by time and keep the later of rows with the same timestamp; return the frame, how
-    many rows collapsed, and how many of those had another price than the row that won."""
-    if not frame["ts"].is_monotonic_increasing:
-        frame = frame.sort_values("ts", kind="stable", ignore_index=True)
-    duplicated = frame["ts"].duplicated(keep="last")  # input order survives the stable sort
-    n_duplicates = int(duplicated.sum())
-    if not n_duplicates:
-        return frame, 0, 0
-    winner = frame.groupby("ts")["price_usd"].transform("last")
-    changed = int((duplicated & (frame["price_usd"] != winner)).sum())
-    return frame[~duplicated].reset_index(drop=True), n_duplicates, changed
+def _kept(
+    con: duckdb.DuckDBPyConnection, in_window: str, wparams: Mapping[str, object]
+) -> tuple[NDArray[np.datetime64], NDArray[np.float64], int, int]:
+    """The staged rows kept, sorted by time, the later line winning where a timestamp repeats:
+    their times and prices, how many rows collapsed, and how many of those had another price
+    than the row that won. Rows already in strictly increasing time (the usual file) are taken
+    as they are; only the others are grouped by time."""
+    valid = f"FROM staged WHERE reason IS NULL AND {in_window}"
+    ts, price_usd = _columns(con, f"SELECT ts, price AS price_usd {valid}", wparams)
+    if (ts[1:] > ts[:-1]).all():  # in input order: a scan keeps it
+        return ts, price_usd, 0, 0
+    (changed,) = one_row(
+        con,
+        f"""SELECT count(*) FILTER (price <> winner)
+              FROM (SELECT price, arg_max(price, rowid) OVER (PARTITION BY ts) AS winner {valid})""",
+        wparams,
+    )
+    query = f"SELECT ts, arg_max(price, rowid) AS price_usd {valid} GROUP BY ts ORDER BY ts"
+    kept_ts, kept_price = _columns(con, query, wparams)
+    return kept_ts, kept_price, len(ts) - len(kept_ts), changed
+
+
+def _columns(
+    con: duckdb.DuckDBPyConnection, query: str, params: Mapping[str, object]
+) -> tuple[NDArray[np.datetime64], NDArray[np.float64]]:
+    """The ``ts`` and ``price_usd`` columns of ``query`` as NumPy arrays."""
+    rows = execute(con, query, params).fetchnumpy()
+    # DuckDB types the result loosely (arrays or pandas Categoricals): these two are arrays.
+    return cast("NDArray[np.datetime64]", rows["ts"]), cast(
+        "NDArray[np.float64]", rows["price_usd"]
+    )
 
 
 @overload
@@ -394,15 +430,11 @@ class _LineFinder:
         return line
 
 
-def frame_to_sql(con: duckdb.DuckDBPyConnection, rows: list[tuple[object, object]]) -> str:
-    """Register raw ``(epoch, price)`` pairs from a JSON payload; return SQL selecting them."""
-    raw = pd.DataFrame(
-        {"epoch": [_text(e) for e, _ in rows], "price": [_text(p) for _, p in rows]}, dtype=object
-    )
-    con.register("raw_payload", raw)
-    return (
-        "SELECT CAST(epoch AS VARCHAR) AS epoch, CAST(price AS VARCHAR) AS price FROM raw_payload"
-    )
+def rows_sql(rows: list[tuple[object, object]]) -> str:
+    """SQL selecting raw ``(epoch, price)`` pairs from a JSON payload as text, in order."""
+    epochs = texts_sql([_text(e) for e, _ in rows])
+    prices = texts_sql([_text(p) for _, p in rows])
+    return f"SELECT unnest({epochs}) AS epoch, unnest({prices}) AS price"
 
 
 def _text(value: object) -> str | None:

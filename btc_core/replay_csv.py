@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import pandas as pd
 
 from btc_core.errors import InputError
 from btc_core.observations import EXAMPLE_CHARS, Skipped, Unaccounted, cut
+from btc_core.sql import texts_sql
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_COLUMNS = 1_000
@@ -159,10 +159,9 @@ def python_rows(con: duckdb.DuckDBPyConnection, layout: Layout) -> SlowRead:
     prices: list[str] = []
 
     def flush() -> None:
-        chunk = pd.DataFrame({"epoch": epochs, "price": prices}, dtype=object)
-        con.register("raw_chunk", chunk)
-        con.execute("INSERT INTO raw_lines SELECT epoch, price FROM raw_chunk")
-        con.unregister("raw_chunk")
+        con.execute(
+            f"INSERT INTO raw_lines SELECT unnest({texts_sql(epochs)}), unnest({texts_sql(prices)})"
+        )
         epochs.clear()
         prices.clear()
 

@@ -32,7 +32,7 @@ from btc_core.observations import (
     Batch,
     Unaccounted,
     Window,
-    frame_to_sql,
+    rows_sql,
     utc_now,
     validate,
     worker_log,
@@ -258,7 +258,7 @@ def _validate_rows(
     try:
         return validate(
             con,
-            frame_to_sql(con, rows),
+            rows_sql(rows),
             source=source.name,
             epoch_scale=epoch_scale,
             max_price=source.settings.max_price_usd,

@@ -42,7 +42,7 @@ from btc_core.daily import refresh_days
 from btc_core.errors import BtcError, ConfigError, InputError, StoreBusy
 from btc_core.files import special_kind
 from btc_core.observations import Batch, utc_now
-from btc_core.sql import one_row
+from btc_core.sql import execute, one_row
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS observations (
@@ -215,7 +215,7 @@ class PriceStore(ABC):
         identical rows left alone."""
         ingested_at = (now or utc_now()).replace(tzinfo=None)
         with self.connect() as con:
-            con.register("batch_frame", batch.frame)
+            con.register("batch_frame", batch.columns())
             try:
                 with transaction(con, self):
                     (before,) = one_row(con, "SELECT count(*) FROM observations")
@@ -229,7 +229,7 @@ class PriceStore(ABC):
                         else (0,)
                     )
                     for statement in self.upsert:
-                        con.execute(statement, {"source": batch.source, "now": ingested_at})
+                        execute(con, statement, {"source": batch.source, "now": ingested_at})
                     (after,) = one_row(con, "SELECT count(*) FROM observations")
                     if PriceStore.before_commit:
                         PriceStore.before_commit(self)
@@ -238,7 +238,7 @@ class PriceStore(ABC):
                         batch.source,
                         after - before,
                         updated,
-                        len(batch.frame) - (after - before) - updated,
+                        batch.kept - (after - before) - updated,
                         batch.first_day,
                         batch.last_day,
                         days,
@@ -246,7 +246,7 @@ class PriceStore(ABC):
                         batch.n_rejected,
                         batch.duplicates,
                     )
-                    con.execute(RECORD_LOAD, result.record(ingested_at, batch.notes))
+                    execute(con, RECORD_LOAD, result.record(ingested_at, batch.notes))
             finally:
                 con.unregister("batch_frame")
         return result

@@ -18,7 +18,7 @@ import duckdb
 from btc_core.daily import refresh_days
 from btc_core.errors import InputError
 from btc_core.files import write_atomically
-from btc_core.sql import one_row
+from btc_core.sql import execute, one_row
 from btc_core.store import PriceStore, transaction
 
 CENT = Decimal("0.01")
@@ -105,7 +105,7 @@ def _read(
             f"daily_avg holds {bad} impossible row(s) (a NaN, infinite or non-positive average, "
             "or no observation): it was changed outside btc; restore it from a backup"
         )
-    rows = con.execute(f"{DAILY_ROWS} {order}", {"first": first, "last": last}).fetchall()
+    rows = execute(con, f"{DAILY_ROWS} {order}", {"first": first, "last": last}).fetchall()
     return [DayAvg(*row) for row in rows]
 
 

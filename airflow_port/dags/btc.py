@@ -29,7 +29,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pandas as pd
+import numpy as np
 from airflow.sdk import Connection, Variable, dag, get_current_context, task
 from airflow.sdk.definitions.context import Context
 from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
@@ -84,11 +84,10 @@ class BtcRetryPolicy(RetryPolicy):
 
 def _batch_to_xcom(batch: Batch) -> dict[str, Any]:
     """The batch as JSON: its two columns and its value-free accounting (counts, notes)."""
-    frame = batch.frame
     return {
         "source": batch.source,
-        "ts": [ts.isoformat() for ts in frame["ts"]],
-        "price_usd": frame["price_usd"].tolist(),
+        "ts": [ts.isoformat() for ts in batch.ts.tolist()],
+        "price_usd": batch.price_usd.tolist(),
         "received": batch.received,
         "rejected": batch.rejected,
         "duplicates": batch.duplicates,
@@ -97,14 +96,10 @@ def _batch_to_xcom(batch: Batch) -> dict[str, Any]:
 
 
 def _batch_from_xcom(staged: dict[str, Any]) -> Batch:
-    frame = pd.DataFrame(
-        {
-            "ts": pd.to_datetime(staged["ts"]).astype("datetime64[us]"),
-            "price_usd": pd.Series(staged["price_usd"], dtype="float64"),
-        }
-    )
+    ts = np.array(staged["ts"], dtype="datetime64[us]")
+    price_usd = np.array(staged["price_usd"], dtype="float64")
     counts = {k: staged[k] for k in ("received", "rejected", "duplicates", "notes")}
-    return Batch(staged["source"], frame, **counts)
+    return Batch(staged["source"], ts, price_usd, **counts)
 
 
 @dag(

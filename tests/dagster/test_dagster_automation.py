@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
+import numpy as np
 import pytest
 from dagster import (
     DagsterInstance,
@@ -119,7 +119,7 @@ def test_automation_waits_for_the_blocking_checks_of_btc_price(
 ) -> None:
     daemon.tick()
     store_for(settings).load(
-        Batch("test", pd.DataFrame({"ts": [pd.Timestamp("2023-09-30 12:00")], "price_usd": [-1.0]}))
+        Batch("test", np.array(["2023-09-30T12:00"], dtype="datetime64[us]"), np.array([-1.0]))
     )
 
     materialize(

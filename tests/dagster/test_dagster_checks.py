@@ -22,7 +22,7 @@ def write_rows(settings: Settings, *rows: tuple[str, float]) -> None:
             "price_usd": [price for _, price in rows],
         }
     )
-    store_for(settings).load(Batch("test", frame))
+    store_for(settings).load(Batch("test", frame["ts"].to_numpy(), frame["price_usd"].to_numpy()))
 
 
 def check_results(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from btc_core.observations import Batch
@@ -67,9 +68,8 @@ def test_a_batch_of_a_single_new_day_refreshes_only_that_day(settings, replay_cs
     store = Store(tmp_path / "s.duckdb")
     store.load(Replay(settings).fetch())
     untouched = json.loads(export(store))[:-1]
-    day = Replay(settings).fetch().frame.tail(24).reset_index(drop=True)
-    day["price_usd"] = 1.0
-    result = store.load(Batch("replay", day))
+    last_day = Replay(settings).fetch().ts[-24:]
+    result = store.load(Batch("replay", last_day, np.full(24, 1.0)))
     assert (result.days, result.updated) == (1, 24)
     days = json.loads(export(store))
     assert days[:-1] == untouched and days[-1]["avg_price_usd"] == 1.0

@@ -80,7 +80,7 @@ def test_concurrent_upserts_duplicate_new_keys_and_reads_still_dedupe(
     same new ts at once both insert it (MERGE does the same). daily_avg and the export still
     come out right."""
     batch = Replay(settings).fetch()
-    days = Batch("replay", batch.frame.iloc[:72].reset_index(drop=True))  # 2023-10-01 .. 03
+    days = Batch("replay", batch.ts[:72], batch.price_usd[:72])  # 2023-10-01 .. 03
     both_merged = threading.Barrier(2, timeout=60)
     hosts = [
         replace(lake_store(settings, lake), lock_path=tmp_path / f"host{i}" / "ducklake.lock")
@@ -123,9 +123,9 @@ def test_a_later_duplicate_wins_in_daily_avg(settings, lake):
         )
     refresh_daily_avg(store)
     local = store_for(settings.replace(db_path=settings.db_path.with_name("local.duckdb")))
-    frame = Replay(settings).fetch().frame.copy()
-    frame.loc[frame["ts"].idxmin(), "price_usd"] = 1.0
-    local.load(Batch("replay", frame))
+    batch = Replay(settings).fetch()
+    batch.price_usd[0] = 1.0  # the earliest observation: the batch is sorted
+    local.load(batch)
     refresh_daily_avg(local)
     assert count(store) == (2209, 2208)
     assert export(store) == export(local)

@@ -27,10 +27,10 @@ NOV = Window.days(date(2023, 11, 1), date(2023, 11, 2))
 def test_coingecko_latest_and_window(live_settings, fake_api):
     latest = CoinGecko(live_settings).fetch()
     assert (
-        len(latest.frame) == 1 and latest.frame["price_usd"].iloc[0] == 42280.14
+        latest.kept == 1 and latest.price_usd[0] == 42280.14
     )  # last close of the slice
     window = CoinGecko(live_settings).fetch(NOV)
-    assert len(window.frame) == 48
+    assert window.kept == 48
     query = fake_api.requests[-1]["query"]
     assert (query["vs_currency"], int(query["from"]), int(query["to"])) == (
         "usd",
@@ -41,9 +41,9 @@ def test_coingecko_latest_and_window(live_settings, fake_api):
 
 
 def test_coinbase_latest_and_paged_window(live_settings, fake_api):
-    assert len(Coinbase(live_settings).fetch().frame) == 1
+    assert Coinbase(live_settings).fetch().kept == 1
     october = Window.days(date(2023, 10, 1), date(2023, 10, 31))  # 744 candles: 3 pages of <= 300
-    assert len(Coinbase(live_settings).fetch(october).frame) == 744
+    assert Coinbase(live_settings).fetch(october).kept == 744
     assert fake_api.hits("coinbase") == 4
 
 
@@ -86,7 +86,7 @@ def test_each_fault_is_a_typed_error(live_settings, fake_api, fault, error, mess
 def test_retryable_faults_are_retried_then_succeed(live_settings, fake_api):
     fake_api.inject("coingecko", "429", "503", "timeout")
     batch = extract(live_settings)
-    assert len(batch.frame) == 1 and fake_api.hits("coingecko") == 4
+    assert batch.kept == 1 and fake_api.hits("coingecko") == 4
     assert fake_api.hits("coinbase") == 0 and batch.notes == []
 
 
@@ -103,7 +103,7 @@ def test_a_bad_payload_fails_over_at_once(live_settings, fake_api):
 def test_failover_to_the_second_exchange_after_retries(live_settings, fake_api):
     fake_api.inject("coingecko", "down")
     batch = extract(live_settings, NOV)
-    assert batch.source == "coinbase" and len(batch.frame) == 48
+    assert batch.source == "coinbase" and batch.kept == 48
     assert fake_api.hits("coingecko") == live_settings.http_retries + 1
     assert fake_api.hits("coinbase") == 1
     assert batch.notes == [
@@ -147,7 +147,7 @@ def test_fake_api_latency_delays_every_answer(live_settings, replay_csv):
     with FakeApi.start(replay_csv, latency_s=0.3) as api:
         settings = live_settings.replace(coingecko_url=f"{api.url}/coingecko")
         started = time.perf_counter()
-        assert len(CoinGecko(settings).fetch(NOV).frame) == 48
+        assert CoinGecko(settings).fetch(NOV).kept == 48
         assert time.perf_counter() - started >= 0.3
 
 

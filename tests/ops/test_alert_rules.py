@@ -7,7 +7,7 @@ import json
 import subprocess
 from datetime import datetime
 
-import pandas as pd
+import numpy as np
 import pytest
 
 from btc_core.observations import Batch
@@ -35,9 +35,9 @@ def test_alert_rules_pass_promtool_check_and_their_unit_tests():
 
 
 def test_metrics_read_the_run_counts_table_and_never_the_summary():
-    frame = pd.DataFrame({"ts": [datetime(2023, 12, 31, 23)], "price_usd": [42265.16]})
-    batch = Batch("replay", frame, received=2208, rejected={"not a number": 315, "<= 0": 2})
-    result = LoadResult("replay", 5, 2, 1884, frame["ts"][0].date(), frame["ts"][0].date())
+    ts, price = np.array([datetime(2023, 12, 31, 23)], dtype="datetime64[us]"), np.array([42265.16])
+    batch = Batch("replay", ts, price, received=2208, rejected={"not a number": 315, "<= 0": 2})
+    result = LoadResult("replay", 5, 2, 1884, batch.first_day, batch.last_day)
     table = json.dumps([run_counts(batch, result)])  # as Prefect stores a table artifact
     assert read_counts(table) == {"received": 2208, "rejected": 317, "loaded": 7}
     assert read_counts(run_summary_markdown(batch, result, None, prices=False)) is None

@@ -10,7 +10,7 @@ from btc_core.store import Store
 def store_with(tmp_path, rows) -> Store:
     store = Store(tmp_path / "q.duckdb")
     frame = pd.DataFrame(rows, columns=["ts", "price_usd"]).astype({"ts": "datetime64[us]"})
-    store.load(Batch("test", frame))
+    store.load(Batch("test", frame["ts"].to_numpy(), frame["price_usd"].to_numpy()))
     return store
 
 

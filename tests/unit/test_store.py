@@ -45,7 +45,7 @@ def test_a_later_observation_replaces_the_earlier_one(settings, replay_csv, tmp_
 
 def test_a_failure_inside_the_load_leaves_the_previous_state(settings, tmp_path, monkeypatch):
     batch = Replay(settings).fetch()
-    half = Batch("replay", batch.frame.iloc[:100].reset_index(drop=True))
+    half = Batch("replay", batch.ts[:100], batch.price_usd[:100])
     Store(tmp_path / "s.duckdb").load(half)
 
     def crash(store: PriceStore) -> None:
