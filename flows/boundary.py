@@ -17,7 +17,6 @@ other exception, never retried, becomes a :class:`btc_core.errors.RedactedError`
 
 from __future__ import annotations
 
-import copy
 import functools
 import inspect
 import logging
@@ -56,7 +55,11 @@ def redacted(exc: Exception) -> Exception:
     worker_log.error("error %s: %s: %s", ref, type(exc).__name__, detail, exc_info=exc)
     text = f"{type(exc).__name__} (error {ref}: {len(detail)} characters on the worker's log)"
     if isinstance(exc, BtcError):
-        safe = copy.copy(exc)  # same class and attributes (retryable, retry_after)
+        # Same class and attributes (retryable, retry_after), in a dict of its own: copy.copy
+        # shares the original's __dict__ once tblib (Dask's) registers its exception reducer,
+        # and marking the copy redacted then let the original pass unredacted.
+        safe = type(exc).__new__(type(exc), text)
+        safe.__dict__.update(vars(exc))
         safe.args = (text,)
     else:
         safe = RedactedError(text)

@@ -10,6 +10,7 @@ full messages must still reach the worker's own log (``btc_worker.errors``).
 from __future__ import annotations
 
 import asyncio
+import copyreg
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ import pytest
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogHandler, APILogWorker
 from prefect.states import State
+from tblib import pickling_support
 
 from btc_core import pipeline
 from btc_core.errors import ConfigError, RateLimited, is_retryable
@@ -188,10 +190,19 @@ def test_retries_still_see_the_real_error(strict, monkeypatch, tmp_path, replay_
     assert extract.run_count == 2
 
 
-def test_a_redacted_error_keeps_its_class_and_retry_after() -> None:
-    safe = redacted(RateLimited("coingecko: HTTP 429, retry after 7.31337 s", 7.31337))
+@pytest.mark.parametrize("reducer", ["python's", "tblib's"])
+def test_a_redacted_error_keeps_its_class_and_retry_after(reducer, monkeypatch) -> None:
+    """And the original stays unredacted for the worker's log. In CI the 429 case leaked once
+    the Dask backfill test had run in the same process: Dask installs tblib's reducer for every
+    exception class, copy.copy then shared the original's __dict__, and marking the copy
+    redacted marked the original, which Prefect then received as it was."""
+    if reducer == "tblib's":
+        monkeypatch.setitem(copyreg.dispatch_table, RateLimited, pickling_support.pickle_exception)
+    original = RateLimited("coingecko: HTTP 429, retry after 7.31337 s", 7.31337)
+    safe = redacted(original)
     assert isinstance(safe, RateLimited) and is_retryable(safe)
     assert safe.retry_after == 7.31337 and "7.31337" not in str(safe)
+    assert not getattr(original, "redacted", False) and "7.31337" in str(original)
 
 
 def test_the_price_bound_fits_the_store(replay_csv: Path, tmp_path: Path) -> None:
