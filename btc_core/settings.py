@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     writer_limit: str = ""
     # Size of the Dask LocalCluster of flows/dask_backfill.py (worker processes, one thread each).
     dask_workers: Annotated[int, Field(ge=1)] = 2
+    # The warm path (flows/warm.py) names its runs in progress in a heartbeat event this often;
+    # a run no heartbeat has named for 3 beats (its process killed, its host lost) is Crashed.
+    warm_heartbeat_s: Annotated[float, Field(ge=1, le=600)] = 30.0
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
