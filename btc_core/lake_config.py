@@ -5,7 +5,7 @@
     BTC_S3_ENDPOINT_URL=http://minio.internal:9000      # optional: an S3-compatible server
     AWS_ACCESS_KEY_ID=...  AWS_SECRET_ACCESS_KEY=...    # or BTC_AWS_*; PGPASSWORD for Postgres
 
-Pure parsing (no DuckDB extension is loaded here), so ``Settings.check`` can reject a bad URL
+Pure parsing (no DuckDB extension is loaded here), so ``Settings`` validation rejects a bad URL
 with one line before anything runs. Nothing here ever puts a credential in a message.
 """
 

@@ -37,8 +37,9 @@ s = socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $PORT)) != 0)"; then
     local url="http://127.0.0.1:$PORT"
     for _ in $(seq 120); do  # a cold start on a busy 2-core machine took over 60 s
         if curl -fsS "$url/api/v2/monitor/health" >/dev/null 2>&1; then
-            echo "Airflow UI: $url  (user admin, password in $HOME_DIR/simple_auth_manager_passwords.json.generated)"
-            echo "The DAG btc_price starts paused: unpause it in the UI to run it hourly. Stop with 'make ui-down'."
+            # Absolute: `make airflow-ui` runs this from the project root, not from airflow_port/.
+            echo "Airflow UI: $url  (user admin, password in $(realpath "$HOME_DIR")/simple_auth_manager_passwords.json.generated)"
+            echo "The DAG btc_price starts paused: unpause it in the UI to run it hourly. Stop with 'make airflow-ui-down' (in airflow_port/: 'make ui-down')."
             return 0
         fi
         if ! running api-server; then break; fi
