@@ -52,7 +52,7 @@ down:  ## stop workers (SIGINT twice) then the server, by PID
 status:
 	$(RUN) python -m deployments.stack status
 
-worker: setup  ## another process worker (PREFECT_API_URL must point at the server)
+worker: uv  ## another process worker on its own environment var/worker-venv (PREFECT_API_URL must point at the server)
 	workers/start-process-worker.sh btc-process
 
 # Two xdist workers for two cores: the suite is CPU-bound (Prefect servers and flow-run processes).

@@ -140,15 +140,17 @@ def start_worker(
     *,
     queue: str | None = None,
     cwd: Path = PROJECT_ROOT,
+    bin_dir: Path = BIN,
     **env: str,
 ) -> subprocess.Popen:
     """``prefect worker start --pool`` in the background, polling every ``poll_s`` seconds
-    (only ``queue`` if given), from ``cwd``."""
+    (only ``queue`` if given), from ``cwd``, with the environment of ``bin_dir`` (first on its
+    PATH: the ``python`` of its process flow runs)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     name = f"{socket.gethostname()}-{pool}-{f'{queue}-' if queue else ''}{os.getpid()}"
     return subprocess.Popen(
         [
-            str(BIN / "prefect"),
+            str(bin_dir / "prefect"),
             "worker",
             "start",
             "--pool",
@@ -162,6 +164,7 @@ def start_worker(
             api_url,
             PREFECT_WORKER_QUERY_SECONDS=str(poll_s),
             PREFECT_WORKER_PREFETCH_SECONDS=str(max(poll_s, 1.0)),
+            PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             **env,
         ),
         stdout=log.open("ab"),

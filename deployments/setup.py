@@ -57,8 +57,9 @@ FLOW_NAMES = ["btc-pipeline", "btc-backfill", "btc-compact"]
 # workspace supervisor (a Python process that imports Prefect, reads the deployment and runs its
 # pull steps) which then execs `python -m prefect.engine`: two interpreter start-ups per run,
 # about +1 s (docs/prefect-cost.md). Set, the worker starts the engine directly, and the engine
-# runs the pull steps itself. `python` is the first on the worker's PATH: the project's
-# environment for workers/start-process-worker.sh (uv run), deployments/stack.py and the image.
+# runs the pull steps itself. `python` is the first on the worker's PATH: the worker's own
+# environment var/worker-venv for workers/start-process-worker.sh (uv run) and
+# deployments/stack.py (deployments/worker_env.py), the project's in the image.
 ENGINE_COMMAND = "python -m prefect.engine"
 
 

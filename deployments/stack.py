@@ -31,6 +31,8 @@ from deployments.deploy import deployment_names, setup_and_deploy
 from deployments.names import DOCKER_POOL
 from deployments.processes import BIN, identify, start_server, start_worker, stop, stop_worker
 from deployments.runs import run_now
+from deployments.worker_env import WORKER_VENV
+from deployments.worker_env import sync as sync_worker_env
 from infra.ports import DEFAULT_PORT, pick_port
 from infra.signals import sigint_not_ignored
 
@@ -167,13 +169,19 @@ def up(port: int, poll_s: float, docker: bool = False) -> Stack:
     print("setup    work pools, Secret blocks, writer limit, automations (deployments/setup.py)")
     print(f"deploy   {', '.join(deployment_names('' if docker else DOCKER_POOL))} (prefect.yaml)")
     worker = start_worker(
-        PREFECT_HOME, stack.api_url, "btc-process", STACK_DIR / "worker.log", poll_s
+        PREFECT_HOME,
+        stack.api_url,
+        "btc-process",
+        STACK_DIR / "worker.log",
+        poll_s,
+        bin_dir=sync_worker_env(),
     )
     stack.worker_pids.append(worker.pid)
     stack.save()
     print(
         f"worker   pool btc-process, polls every {poll_s:g} s "
-        f"(PID {worker.pid}, log var/stack/worker.log)"
+        f"(PID {worker.pid}, log var/stack/worker.log, its own environment "
+        f"{WORKER_VENV.relative_to(PROJECT_ROOT)}: deployments/worker_env.py)"
     )
     return stack
 

@@ -126,8 +126,9 @@ def test_worker_host_at_another_path_completes_btc_hourly_from_git(bare_server, 
 
 def test_worker_host_code_source_s3_on_moto(bare_server, tmp_path):
     """BTC_CODE_SOURCE=s3: the deployer uploads the code (push_to_s3) to moto's S3 server, the
-    worker host (locked environment with the platform group, as docs/hybrid.md says) downloads
-    it per run (pull_from_s3); keys and endpoint are the standard AWS_* variables of each side."""
+    worker host (its worker environment with the platform group, BTC_WORKER_GROUPS=platform, as
+    docs/hybrid.md says) downloads it per run (pull_from_s3); keys and endpoint are the standard
+    AWS_* variables of each side."""
     deployer, worker = two_checkouts(tmp_path)
     with S3.start("btc-code", "code-key", "code-secret") as s3:
         aws = {
@@ -143,14 +144,7 @@ def test_worker_host_code_source_s3_on_moto(bare_server, tmp_path):
         assert f"btc-orchestration/{commit}/flows/btc.py" in keys
         assert not [k for k in keys if "/var/" in k or "/.git/" in k or "/tests/" in k]
         shutil.rmtree(deployer)
-        subprocess.run(
-            ["uv", "sync", "--frozen", "--group", "platform"],
-            cwd=worker,
-            env=new_shell(),
-            check=True,
-            capture_output=True,
-        )
         log = tmp_path / "worker.log"
-        with worker_host(bare_server, worker, log, **aws):
+        with worker_host(bare_server, worker, log, BTC_WORKER_GROUPS="platform", **aws):
             completes_btc_hourly(bare_server, deployer, worker, log)
         assert "pull_from_s3" in log.read_text()
