@@ -18,12 +18,17 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from btc_core.errors import InputError
 from btc_core.observations import EXAMPLE_CHARS, Skipped, Unaccounted, cut
 from btc_core.sql import texts_sql
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_COLUMNS = 1_000
@@ -89,14 +94,18 @@ def count_records(path: Path) -> int:
     :class:`Unaccounted` if a line ends in a comma: DuckDB's reader takes that for a trailing
     delimiter and drops the empty last field, so ``5,`` under a two-column header would pass as
     a good row where the format counts one field too many."""
+    import numpy as np  # here: only a replay needs it (bytes.find of ",\n" was 4x slower)
+
     newlines, size, tail, comma_end = 0, 0, b"", False
     with path.open("rb", buffering=0) as fh:
         buf = bytearray(CHUNK_BYTES)
         while n := fh.readinto(buf):
             newlines += buf.count(b"\n", 0, n)
             seam = tail[-2:] + bytes(buf[:2])  # an ending split between two reads
-            comma_end = comma_end or any(
-                buf.find(end, 0, n) >= 0 or end in seam for end in COMMA_ENDS
+            comma_end = (
+                comma_end
+                or any(end in seam for end in COMMA_ENDS)
+                or _comma_before_newline(np.frombuffer(buf, np.uint8, n))
             )
             size += n
             tail = (tail + bytes(buf[max(0, n - 4096) : n]))[-4096:]
@@ -107,6 +116,15 @@ def count_records(path: Path) -> int:
     lines = newlines + (not tail.endswith(b"\n"))
     trailing = tail[len(tail.rstrip(b"\r\n")) :].count(b"\n")
     return max(0, lines - max(0, trailing - 1) - 1)
+
+
+def _comma_before_newline(chunk: NDArray[np.uint8]) -> bool:
+    """Whether a ``\n`` at offset 2 or later in ``chunk`` ends a line in a comma (``,\n`` or
+    ``,\r\n``); the first two bytes are the seam's."""
+    ends = (chunk[2:] == ord("\n")).nonzero()[0] + 2
+    before = chunk[ends - 1]
+    cr_comma = (before == ord("\r")) & (chunk[ends - 2] == ord(","))
+    return bool(((before == ord(",")) | cr_comma).any())
 
 
 def duckdb_rows(layout: Layout) -> str:
