@@ -2,21 +2,25 @@
 
 Each setup is brought up here, on free ports, with a PREFECT_HOME in a temporary folder: a
 SQLite server and one process worker; a PostgreSQL server (scratch database) and one worker, then
-two; the warm path (flows/warm.py, ``btc_refresh.delay()``) on a SQLite server. Runs of
+two; the warm path (flows/warm.py, ``btc_refresh.delay()``) on a SQLite server; PostgreSQL and
+one worker with the settings item 4 of issue 32 tuned (``Setup``). Runs of
 btc-hourly (or refreshes) are started at a fixed rate for a window, at rising rates until the
 setup no longer keeps up. A run counts once the REST API shows it Completed; a batch with a run
-not Completed, or started Late by more than 60 s, is refused. Runs/min = completed runs / (first
-trigger -> last Completed). The CPU limit is cores x 60 / (CPU seconds per run of every process
+not Completed, or started Late by more than 60 s, is refused. Runs/min = completed runs / the
+offered window, or / (first trigger -> last Completed) when that took longer. The CPU limit is cores x 60 / (CPU seconds per run of every process
 of the setup, psutil), and the bottleneck the part with the most of them, profiled with py-spy
 if it is on PATH. The worker's and the server's RSS are sampled throughout. Writes
-docs/capacity.md and docs/img/capacity.png.
+docs/capacity.md and docs/img/capacity.png, and the results in var/capacity.json. py-spy, if
+wanted, is not a project dependency: ``uv tool install py-spy``.
 
-    uv run python -m bench.capacity [--quick] [--memory-runs 1000] [--setups a,b,c,d]
+    uv run python -m bench.capacity [--quick] [--memory-runs 1000] [--setups a,b,c,d,e]
+    uv run python -m bench.capacity --render var/capacity.json   # the page again, no measuring
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -25,9 +29,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from unittest import mock
 from uuid import UUID
 
@@ -50,9 +55,11 @@ from bench.capacity_stats import (
     runs_per_minute,
     saturated,
 )
+from btc_core.settings import PROJECT_ROOT
 from deployments.deploy import prefect_cli, setup_and_deploy
 from deployments.postgres import postgres_url, scratch_database
 from deployments.processes import (
+    log_tail,
     prefect_env,
     start_server,
     start_warm_path,
@@ -66,6 +73,7 @@ from infra.ports import pick_port
 
 DEPLOYMENT = "btc-pipeline/btc-hourly"
 RUN_ENV = {"BTC_NOTIFY": "none", "BTC_ARTIFACTS": "summary", "BTC_CHART": "none"}
+RESULTS = PROJECT_ROOT / "var" / "capacity.json"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -310,6 +318,15 @@ def hot_functions(raw: Path, top: int = 3) -> str:
     return f"importing modules {importing / total:.0%} of the samples; on top: {hot}"
 
 
+def wait_for_line(log: Path, text: str, timeout_s: float = 120) -> None:
+    """Block until ``text`` is in ``log``, or fail with the log's end."""
+    deadline = time.monotonic() + timeout_s
+    while not (log.exists() and text in log.read_text(errors="replace")):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {text!r} in {log} after {timeout_s:.0f} s{log_tail(log)}")
+        time.sleep(0.2)
+
+
 @contextmanager
 def bring_up(setup: Setup, workdir: Path) -> Iterator[Stack]:
     """The setup's server (and database), deployments, workers or warm path; all stopped by PID
@@ -361,6 +378,8 @@ def bring_up(setup: Setup, workdir: Path) -> Iterator[Stack]:
             worker = start_worker(home, api_url, "btc-process", log, setup.poll_s, **db_env)
             cleanup.callback(stop_worker, worker.pid)
             meter.workers[f"worker {i + 1}"] = worker.pid
+        for i in range(setup.workers):  # their start-up is not the runs' cost
+            wait_for_line(workdir / f"worker{i + 1}.log", "started!")
         yield Stack(api_url, meter, lambda: start_run(api_url, DEPLOYMENT).id, "flow_runs", workdir)
 
 
@@ -399,34 +418,71 @@ def measure(setup: Setup, rates: list[float], window_s: float, memory_runs: int)
     return result
 
 
+def save(path: Path, results: list[Result], meta: dict[str, Any]) -> None:
+    """The results and how they were measured, as JSON (``--render`` writes the page again)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=1))
+
+
+def load(path: Path) -> tuple[list[Result], dict[str, Any]]:
+    """What :func:`save` wrote."""
+    data = json.loads(path.read_text())
+    results = [
+        Result(
+            Setup(**r["setup"]),
+            [Load(**x) for x in r["loads"]],
+            [(n, rss) for n, rss in r["memory"]],
+            r["failed"],
+            Load(**r["memory_batch"]) if r["memory_batch"] else None,
+        )
+        for r in data["results"]
+    ]
+    return results, data["meta"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="two loads per setup, 20 s windows")
+    parser.add_argument("--quick", action="store_true", help="two rates per setup, 20 s windows")
     parser.add_argument("--setups", default=",".join(SETUPS), help="which: a,b,c,d")
     parser.add_argument("--window", type=float, help="seconds of offered load per rate")
     parser.add_argument("--rates", help="offered runs/min, comma-separated, rising")
     parser.add_argument(
         "--memory-runs", type=int, default=0, help="then this many runs more, for memory"
     )
+    parser.add_argument(
+        "--render", type=Path, help=f"write the page again from saved results ({RESULTS})"
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/capacity.md"))
     args = parser.parse_args()
-    rates = [float(x) for x in (args.rates or ("6,24" if args.quick else "6,12,24,48")).split(",")]
-    window = args.window or (20.0 if args.quick else 45.0)
-    started = datetime.now(UTC)
-    logging.getLogger("prefect.tasks").setLevel(logging.WARNING)  # a line per .delay()
-    results = []
-    for key in args.setups.split(","):
-        results.append(measure(SETUPS[key], rates, window, args.memory_runs))
+    rates = [float(x) for x in (args.rates or ("6,24" if args.quick else "6,12,24")).split(",")]
+    window = args.window or (20.0 if args.quick else 30.0)
+    if args.render:
+        results, meta = load(args.render)
+    else:
+        started = datetime.now(UTC)
+        logging.getLogger("prefect.tasks").setLevel(logging.WARNING)  # a line per .delay()
+        results = [
+            measure(SETUPS[k], rates, window, args.memory_runs) for k in args.setups.split(",")
+        ]
+        meta = {
+            "started": started.isoformat(),
+            "cores": os.cpu_count() or 1,
+            "quick": args.quick,
+            "memory_runs": args.memory_runs,
+            "window_s": window,
+        }
+        save(RESULTS, results, meta)
+        print(f"measured in {(datetime.now(UTC) - started).total_seconds() / 60:.1f} min")
     write_page(
         args.out,
         results,
-        started,
-        os.cpu_count() or 1,
-        args.quick,
-        args.memory_runs,
-        window,
+        datetime.fromisoformat(meta["started"]),
+        meta["cores"],
+        meta["quick"],
+        meta["memory_runs"],
+        meta["window_s"],
     )
-    print(f"wrote {args.out} in {(datetime.now(UTC) - started).total_seconds() / 60:.1f} min")
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -24,7 +24,8 @@ replay slice (the warm path: `btc_refresh.delay()`) are started at a fixed rate 
 rising rates, until the setup no longer keeps up (< 85 % of the offered rate) or a batch is
 refused. A run counts only once the REST API shows it Completed; a batch with a run that did not
 Complete, or that started Late by more than 60 s, is **refused** and its rate not reported as
-sustained. Runs/min = completed runs / (first trigger -> last Completed).
+sustained. Runs/min = completed runs / the offered window, or / (first trigger -> last
+Completed) when that took longer (the setup fell behind).
 
 **CPU limit** = cores x 60 / CPU seconds per run, where the CPU seconds are those of every process
 of the setup during the batch (psutil, user + system): the server (API and services), each worker,
@@ -60,14 +61,16 @@ def summary_row(result: Result, cores: int) -> str:
     best = sustained(result)
     if result.failed or best is None:
         why = result.failed or "; ".join(x.refused or "" for x in result.loads)
-        return f"| {label} | **failed**: {why} | | | | |"
+        return f"| {label} | **failed**: {why} | | | | | |"
     per_run = sum(best.cpu_per_run.values())
     limit = cpu_limit(cores, per_run)
     part, share = bottleneck(best.cpu_per_run)
     hot = f"; py-spy of {best.profile}" if best.profile else ""
+    left = cpu_limit(max(cores - best.others_cores, 0.01), per_run)
     return (
         f"| {label} | {best.achieved:.1f} | {per_run:.2f} | {limit:.1f} "
-        f"| {fraction(best.achieved, limit):.0%} | {part} ({share:.0%} of the CPU){hot} |"
+        f"| {fraction(best.achieved, limit):.0%} | {left:.1f} ({fraction(best.achieved, left):.0%}) "
+        f"| {part} ({share:.0%} of the CPU){hot} |"
     )
 
 
@@ -97,6 +100,47 @@ def memory_rows(result: Result) -> list[str]:
             f"| {values[-1]:.0f} | {slope_per_100(runs, values):+.1f} |"
         )
     return rows
+
+
+TUNING = """## What keeps the process-worker setups low, and what the tuned setup changes
+
+In the process-worker setups most of a run's CPU is the flow-run process Prefect starts for it
+(Python, `import prefect` and the installed collections, the flow's modules, then the run), and
+the CPU of the rest of the machine (other work on a shared machine) is not ours to use. What is
+ours to set, and what *PostgreSQL + 1 worker, tuned* sets against *PostgreSQL + 1 worker* (the
+same otherwise, `make up`'s defaults):
+
+- **code source** `path` instead of `git`: the default clones the deployed commit for every run
+  (`git_clone` pull step), so each run spawns git and compiles the project's modules afresh in
+  the new checkout (`_compile_bytecode` in the profile); `path` runs the code where it is, with
+  its `__pycache__`. Only for workers on the deployer's machine (docs/hybrid.md).
+- **pool concurrency limit = cores**: without one the worker starts every due run at once, and a
+  dozen interpreters starting together on two cores make every run late; with it the extra runs
+  wait, Scheduled, and start one after the other.
+- **worker polling every 2 s** instead of 0.5 s: each poll costs the server CPU (about 18 ms,
+  docs/prefect-cost.md) whether or not a run is due; a run then waits up to 2 s to be picked up.
+
+{measured}
+"""
+
+
+def tuning(results: list[Result], cores: int) -> str:
+    """The tuning section, with the before/after of this sitting if both setups ran."""
+    by_key = {r.setup.key: sustained(r) for r in results}
+    before, after = by_key.get("b"), by_key.get("e")
+    if before is None or after is None:
+        return TUNING.format(measured="(One of the two setups did not run or failed here.)")
+    cpu = [sum(x.cpu_per_run.values()) for x in (before, after)]
+    limits = [cpu_limit(cores, c) for c in cpu]
+    measured = (
+        f"In this sitting: CPU per run {cpu[0]:.2f} -> {cpu[1]:.2f} s, so the CPU limit "
+        f"{limits[0]:.1f} -> {limits[1]:.1f} runs/min; sustained {before.achieved:.1f} -> "
+        f"{after.achieved:.1f} runs/min ({fraction(before.achieved, limits[0]):.0%} -> "
+        f"{fraction(after.achieved, limits[1]):.0%} of the limit). One sitting on a noisy "
+        "machine: read the CPU per run (measured per process) before the runs/min (which "
+        "depend on what else the machine did)."
+    )
+    return TUNING.format(measured=measured)
 
 
 def plot(results: list[Result], path: Path) -> None:
@@ -171,12 +215,17 @@ def write_page(
         "",
         "## Sustained runs per minute and the CPU limit",
         "",
-        "| setup | runs/min sustained | CPU s per run | CPU limit (runs/min) | fraction | bottleneck |",
-        "|---|---|---|---|---|---|",
+        "*On the cores left*: the limit on the cores the machine's other processes left free during "
+        "that batch, and the fraction of it reached.",
+        "",
+        "| setup | runs/min sustained | CPU s per run | CPU limit (runs/min) | fraction "
+        "| on the cores left | bottleneck |",
+        "|---|---|---|---|---|---|---|",
         *(summary_row(r, cores) for r in results),
         "",
         f"![runs/min against offered load]({PLOT})",
         "",
+        tuning(results, cores),
         "## Each batch",
         "",
         "Median: trigger -> Completed, seconds. Late: the most any run started after its expected "

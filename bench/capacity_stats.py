@@ -54,8 +54,8 @@ def runs_per_minute(runs: Sequence[Run], window_s: float) -> float:
     return len(done) / max(span, window_s) * 60
 
 
-def cpu_limit(cores: int, cpu_s_per_run: float) -> float:
-    """Runs per minute the machine's cores could carry if they did nothing but runs."""
+def cpu_limit(cores: float, cpu_s_per_run: float) -> float:
+    """Runs per minute ``cores`` could carry if they did nothing but runs."""
     if cpu_s_per_run <= 0:
         raise ValueError("CPU seconds per run must be positive")
     return cores * 60 / cpu_s_per_run

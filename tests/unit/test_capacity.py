@@ -109,4 +109,24 @@ def test_the_page_reports_a_setup_whose_every_batch_was_refused_as_failed():
     setup = Setup("a", "SQLite + 1 worker", "sqlite", 1)
     assert "**failed**: 10 runs started Late" in summary_row(Result(setup, [refused]), cores=2)
     row = summary_row(Result(setup, [ok, refused]), cores=2)
-    assert row.startswith("| SQLite + 1 worker | 6.0 | 4.00 | 30.0 | 20% | flow-run processes")
+    # 2 cores x 60 / 4 CPU s = 30 runs/min; others kept 0.1 core busy: 28.5 on the 1.9 left
+    assert row.startswith("| SQLite + 1 worker | 6.0 | 4.00 | 30.0 | 20% | 28.5 (21%) | flow-run")
+
+
+def test_hot_functions_of_a_py_spy_raw_profile(tmp_path):
+    from bench.capacity import hot_functions
+
+    raw = tmp_path / "profile.txt"
+    raw.write_text(
+        'process 1:"prefect worker";process 2:"python -m prefect.engine";<module> (a.py:1);'
+        "_find_and_load (<frozen importlib._bootstrap>:1176);_compile_bytecode (<frozen x>:7) 6\n"
+        'process 1:"prefect worker";run (b.py:3);select (selectors.py:468) 3\n'
+        'process 1:"prefect worker";run (b.py:3);select (selectors.py:470) 1\n'
+        'process 3:"python -m prefect.engine" 5\n'  # no Python frame: not counted
+    )
+    summary = hot_functions(raw, top=2)
+    assert summary == (
+        "importing modules 60% of the samples; on top: "
+        "`_compile_bytecode (<frozen x>)` 60%; `select (selectors.py)` 40%"
+    )
+    assert hot_functions(tmp_path / "missing.txt") == ""
