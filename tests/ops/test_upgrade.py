@@ -1,6 +1,6 @@
 """Upgrades: the migration is its own step, never a server's start. A database made and used by
-the previous minor release (installed with uv into a scratch environment, with the dependencies
-of its day) is upgraded with ``python -m deployments.ha migrate`` by the locked release; a server
+the previous minor release (locked in tests/ops/previous_prefect/ with the dependencies of its
+day, synced into an environment of its own) is upgraded with ``python -m deployments.ha migrate`` by the locked release; a server
 of the locked release that never migrates then runs the run the old release scheduled."""
 
 from __future__ import annotations
@@ -26,33 +26,26 @@ from tests.prefect.helpers import wait
 pytestmark = pytest.mark.integration
 
 PREVIOUS = "3.8.8"
-# Its dependencies as they were when it was current (today's FastAPI breaks 3.8.8's server).
-PREVIOUS_DEPS_AS_OF = "2026-10-07T00:00:00Z"
+# Its own uv project, locked (pyproject.toml and uv.lock there): a failed sync is a failure.
+PREVIOUS_PROJECT = Path(__file__).parent / "previous_prefect"
 
 
 @pytest.fixture(scope="module")
-def old_prefect(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``prefect`` of the previous minor release in a venv of its own (uv's cache keeps the
-    wheels between runs: a warm install takes seconds)."""
-    venv = tmp_path_factory.mktemp("old-prefect") / "venv"
-    uv = [shutil.which("uv")] if shutil.which("uv") else ["python3", "-m", "uv"]  # as make does
-    for args in (
-        ["venv", "-q", "--python", sys.executable, str(venv)],
-        [
-            "pip",
-            "install",
-            "-q",
-            "--python",
-            str(venv / "bin" / "python"),
-            "--exclude-newer",
-            PREVIOUS_DEPS_AS_OF,
-            f"prefect=={PREVIOUS}",
-        ],
-    ):
-        done = subprocess.run([*uv, *args], capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            pytest.skip(f"cannot install prefect {PREVIOUS} with uv: {done.stderr.strip()[-300:]}")
-    return venv / "bin" / "prefect"
+def old_prefect() -> Path:
+    """``prefect`` of the previous minor release, synced from its lock into an environment of
+    its own outside the checkout (uv's cache keeps the wheels: a warm sync takes a second)."""
+    venv = Path.home() / ".cache" / "btc-orchestration" / f"prefect-{PREVIOUS}"
+    uv = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")  # as make finds it
+    subprocess.run(
+        [uv, "sync", "--frozen", "-q", "--project", str(PREVIOUS_PROJECT)],
+        env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv)},
+        check=True,
+        timeout=600,
+    )
+    prefect = venv / "bin" / "prefect"
+    version = subprocess.run([prefect, "version"], capture_output=True, text=True, check=True)
+    assert PREVIOUS in version.stdout, version.stdout
+    return prefect
 
 
 def schema_revision(database: str) -> str:
