@@ -24,8 +24,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
-from pydantic_settings.sources.utils import parse_env_vars
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from btc_core.errors import ConfigError
 from btc_core.lake_config import LakeConfig  # pure parsing, no DuckDB extension
@@ -159,7 +158,7 @@ class Settings(BaseSettings):
         """Read the ``BTC_*`` variables of ``env`` (default: the process environment), then
         apply the keyword ``overrides`` that are not None. :class:`ConfigError`, one line, when
         a value is wrong."""
-        values = _EnvFrom(cls, os.environ if env is None else env)()
+        values: dict[str, object] = {**_env_values(os.environ if env is None else env)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls._validated(values)
 
@@ -217,18 +216,19 @@ def shared_csv_path() -> Path | None:
     return None
 
 
-class _EnvFrom(EnvSettingsSource):
-    """pydantic-settings' own environment source, reading a given mapping (tests pass ``{}``
-    to ignore the developer's variables)."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
-        self._environ = environ
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return parse_env_vars(
-            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
-        )
+def _env_values(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``env`` that name a field, by field name: ``BTC_<FIELD>``, or the
+    field's aliases in their order (``BTC_AWS_REGION`` before ``AWS_REGION``); matched without
+    regard to case and empty ones ignored, as pydantic-settings reads the environment."""
+    given = {key.upper(): value for key, value in env.items() if value != ""}
+    values: dict[str, str] = {}
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        keys = alias.choices if isinstance(alias, AliasChoices) else [f"BTC_{name}"]
+        found = [given[k.upper()] for k in keys if isinstance(k, str) and k.upper() in given]
+        if found:
+            values[name] = found[0]
+    return values
 
 
 def _one_line(exc: ValidationError) -> str:
