@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-import requests
-
 from btc_core.errors import NotifyError
 from btc_core.files import append
 from btc_core.settings import Settings
@@ -66,6 +64,8 @@ def _to_file(path: Path, body: dict[str, Any]) -> str:
 
 
 def _to_webhook(settings: Settings, body: dict[str, Any]) -> str:
+    import requests  # the webhook's only: the other channels start without it
+
     # Errors are rebuilt from scratch: requests' own messages contain the (secret) URL.
     try:
         resp = requests.post(

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
-import requests
 
 from btc_core import __version__, replay_csv
 from btc_core.errors import (
@@ -55,9 +54,13 @@ class PriceSource(Protocol):
 
 
 class HttpJson:
-    """GET JSON with timeouts, a User-Agent and typed failures; secrets stay out of messages."""
+    """GET JSON with timeouts, a User-Agent and typed failures; secrets stay out of messages.
+
+    ``requests`` is imported by the live sources only: a replay has no use for it."""
 
     def __init__(self, source: str, base_url: str, settings: Settings, headers: dict[str, str]):
+        import requests
+
         self.source = source
         self.base_url = base_url.rstrip("/")
         self.timeout = (settings.connect_timeout_s, settings.read_timeout_s)
@@ -66,6 +69,8 @@ class HttpJson:
         self.session.headers.update(headers)
 
     def get(self, path: str, params: dict[str, Any]) -> Any:
+        import requests
+
         where = f"{self.source} GET /{path.lstrip('/')}"
         try:
             resp = self.session.get(
