@@ -129,6 +129,7 @@ bench: setup  ## benchmarks, each printing a ratio against a baseline measured i
 	$(RUN) python -m bench.ingest
 	$(RUN) python -m bench.ducklake_ingest
 	$(RUN) python -m bench.prefect_cost
+	$(RUN) python -m bench.worker_env
 	$(RUN) python -m bench.docker_latency
 	$(RUN) python -m bench.dagster_overhead
 	$(RUN) python -m bench.dask_backfill
