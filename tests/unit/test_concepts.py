@@ -16,11 +16,13 @@ TAUGHT = (  # the course's ideas (issue #18), each on the map at least once
 
 
 def rows() -> list[tuple[str, re.Match[str]]]:
-    found = []
+    """(idea, its link): each idea is a ``###`` heading, its explanation, then ``Where:`` a link."""
+    found, idea = [], ""
     for line in PAGE.read_text().splitlines():
-        match = LINK.search(line)
-        if match:
-            found.append((line.split("|")[1].strip(), match))
+        if line.startswith("### "):
+            idea = line.removeprefix("### ").strip()
+        elif match := LINK.search(line):
+            found.append((idea, match))
     return found
 
 
