@@ -75,5 +75,5 @@ def test_the_alerts_webhook_block_holds_the_url_from_the_environment(prefect_ser
     assert result.returncode == 0, result.stderr
     assert "alerts: webhook block btc-alerts" in result.stdout and url not in result.stdout
     with prefect_server.in_process():
-        block = CustomWebhookNotificationBlock.load(ALERTS_BLOCK, _sync=True)
+        block = CustomWebhookNotificationBlock.load(ALERTS_BLOCK)
     assert block.url == url
