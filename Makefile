@@ -72,7 +72,7 @@ soak: setup  ## 200 sequential deployment runs on a PostgreSQL-backed server, th
 test-unit: setup  ## the fast unit tests only
 	$(RUN) pytest tests/unit
 
-lint: setup  ## ruff lint and format check, mypy on btc_core, flows, deployments, dagster_port
+lint: setup  ## ruff lint and format check, mypy on every package but bench and tests (pyproject.toml)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(MYPY)

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -77,7 +78,7 @@ def wheel_url(index: str, filename: str) -> str:
         listing = json.load(answer)
     for entry in listing["files"]:
         if entry["filename"] == filename:
-            return urllib.request.urljoin(f"{index}/uv/", entry["url"])
+            return urllib.parse.urljoin(f"{index}/uv/", entry["url"])
     raise SystemExit(f"bootstrap_uv: {filename} is not on {index}")
 
 
