@@ -21,7 +21,7 @@ import yaml
 from btc_core.settings import PROJECT_ROOT
 
 WORKFLOW = PROJECT_ROOT / ".github" / "workflows" / "ci.yml"
-JOBS = {"lint", "unit", "prefect", "dagster", "airflow", "parity", "e2e", "browser"}
+JOBS = {"lint", "unit", "prefect", "hostile", "dagster", "airflow", "parity", "e2e", "browser"}
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +127,11 @@ def test_airflow_runs_in_its_own_environment_and_parity_on_a_messy_file(workflow
     assert len(runs) == 2 and any("INPUT=" in line for line in runs)
     assert any(line.startswith("make parity-live") for line in parity)
     assert any("messy(" in line for line in parity)
+
+
+def test_skips_fail_as_in_ci_run_but_the_missing_shared_data(workflow):
+    """BTC_REQUIRE_ALL as .ci/run sets it; the one skip allowed is named, with its reason."""
+    assert workflow["env"]["BTC_REQUIRE_ALL"] == "1"
+    assert workflow["env"]["BTC_ALLOW_SKIPS"] == "shared-data"
+    hostile = run_lines({"jobs": {"h": workflow["jobs"]["hostile"]}})
+    assert any("tests/hostile" in line and "-m alone" in line for line in hostile)

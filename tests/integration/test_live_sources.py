@@ -26,9 +26,7 @@ NOV = Window.days(date(2023, 11, 1), date(2023, 11, 2))
 
 def test_coingecko_latest_and_window(live_settings, fake_api):
     latest = CoinGecko(live_settings).fetch()
-    assert (
-        latest.kept == 1 and latest.price_usd[0] == 42280.14
-    )  # last close of the slice
+    assert latest.kept == 1 and latest.price_usd[0] == 42280.14  # last close of the slice
     window = CoinGecko(live_settings).fetch(NOV)
     assert window.kept == 48
     query = fake_api.requests[-1]["query"]
