@@ -49,8 +49,8 @@ IMPORTS = {
 }
 
 
-def first_runs(repeats: int) -> dict[str, float]:
-    """Median milliseconds of each side and of each import, interleaved fresh processes."""
+def first_runs(repeats: int) -> dict[str, list[float]]:
+    """Milliseconds of each side and of each import, interleaved fresh processes."""
     times: dict[str, list[float]] = {k: [] for k in ("btc", "empty", *IMPORTS)}
     with tempfile.TemporaryDirectory(prefix="btc-first-run-") as tmp:
         work = Path(tmp)
@@ -72,15 +72,18 @@ def first_runs(repeats: int) -> dict[str, float]:
                 ms = timed(lambda cmd=cmd, env=env: run_checked(cmd, env))
                 if i:  # round 0 writes bytecode and warms the disk cache
                     times[name].append(ms)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    ms = first_runs(args.repeats)
+    times = first_runs(args.repeats)
+    ms = {k: statistics.median(v) for k, v in times.items()}
     print(f"fresh processes, fresh PREFECT_HOME each, no server, median of {args.repeats}")
+    for name, values in times.items():
+        print(f"  {name}: " + ", ".join(f"{v:.0f}" for v in values) + " ms")
     print(f"python flows/btc.py    : {ms['btc']:7.0f} ms")
     print(f"python empty_flow.py   : {ms['empty']:7.0f} ms  (Prefect's floor)")
     print(
