@@ -14,7 +14,7 @@ docs/capacity.md and docs/img/capacity.png, and the results in var/capacity.json
 wanted, is not a project dependency: ``uv tool install py-spy``.
 
     uv run python -m bench.capacity [--quick] [--memory-runs 1000] [--setups a,b,c,d,e]
-    uv run python -m bench.capacity --render var/capacity.json   # the page again, no measuring
+    uv run python -m bench.capacity --render var/capacity.json [var/more.json]  # no measuring
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -72,8 +72,7 @@ from deployments.stack import DEFAULT_POLL_S
 from infra.ports import pick_port
 
 DEPLOYMENT = "btc-pipeline/btc-hourly"
-RUN_ENV = {"BTC_NOTIFY": "none", "BTC_ARTIFACTS": "summary", "BTC_CHART": "none"}
-RESULTS = PROJECT_ROOT / "var" / "capacity.json"
+RESULTS = PROJECT_ROOT / "var"  # <page name>.json: the results behind each page written
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -156,10 +155,15 @@ class Stack:
 
 
 def read_runs(api_url: str, kind: str, ids: list[UUID]) -> list[Run]:
-    """The runs as the REST API shows them now."""
-    body = {kind: {"id": {"any_": [str(i) for i in ids]}}, "limit": 200}
-    answer = httpx.post(f"{api_url}/{kind}/filter", json=body, timeout=30)
-    answer.raise_for_status()
+    """The runs as the REST API shows them now (200 a request, the API's most)."""
+    found = []
+    for first in range(0, len(ids), 200):
+        chunk = [str(i) for i in ids[first : first + 200]]
+        answer = httpx.post(
+            f"{api_url}/{kind}/filter", json={kind: {"id": {"any_": chunk}}}, timeout=30
+        )
+        answer.raise_for_status()
+        found += answer.json()
 
     def when(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value) if value else None
@@ -172,7 +176,7 @@ def read_runs(api_url: str, kind: str, ids: list[UUID]) -> list[Run]:
             started=when(r["start_time"]),
             ended=when(r["end_time"]) if r["state_type"] == "COMPLETED" else None,
         )
-        for r in answer.json()
+        for r in found
     ]
 
 
@@ -225,6 +229,8 @@ def offer(
     done = [r for r in runs if r.ended is not None]
     missing = count - len(runs)
     reason = refusal(runs) or (f"{missing} runs not found" if missing else None)
+    if reason and not all(r.state.upper() in FINAL for r in runs):
+        reason += f" within {drain_s:.0f} s of the window's end"
     lates = [x for r in runs if (x := late_s(r)) is not None]
     spans = sorted((r.ended - r.created).total_seconds() for r in done if r.ended)
     return Load(
@@ -344,11 +350,17 @@ def bring_up(setup: Setup, workdir: Path) -> Iterator[Stack]:
         cleanup.callback(stop, server.pid, sigints=1)
         api_url = f"http://127.0.0.1:{port}/api"
         meter.trees["server"] = server.pid
-        db_env = {**RUN_ENV, "BTC_DB_PATH": str(workdir / "btc.duckdb")}
+        db = str(workdir / "btc.duckdb")  # each run's settings: no notification, no chart
         if setup.warm:
             results = workdir / "results"
             warm_env = prefect_env(
-                home, api_url, PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(results), **db_env
+                home,
+                api_url,
+                PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(results),
+                BTC_DB_PATH=db,
+                BTC_NOTIFY="none",
+                BTC_ARTIFACTS="summary",
+                BTC_CHART="none",
             )
             warm = start_warm_path(warm_env, workdir / "warm.log")
             cleanup.callback(stop, warm.pid, sigints=1)
@@ -375,7 +387,17 @@ def bring_up(setup: Setup, workdir: Path) -> Iterator[Stack]:
             )
         for i in range(setup.workers):
             log = workdir / f"worker{i + 1}.log"
-            worker = start_worker(home, api_url, "btc-process", log, setup.poll_s, **db_env)
+            worker = start_worker(
+                home,
+                api_url,
+                "btc-process",
+                log,
+                setup.poll_s,
+                BTC_DB_PATH=db,
+                BTC_NOTIFY="none",
+                BTC_ARTIFACTS="summary",
+                BTC_CHART="none",
+            )
             cleanup.callback(stop_worker, worker.pid)
             meter.workers[f"worker {i + 1}"] = worker.pid
         for i in range(setup.workers):  # their start-up is not the runs' cost
@@ -386,6 +408,8 @@ def bring_up(setup: Setup, workdir: Path) -> Iterator[Stack]:
 def measure(setup: Setup, rates: list[float], window_s: float, memory_runs: int) -> Result:
     """Rising loads until the setup stops keeping up (or a batch is refused), each profiling
     the bottleneck of the one before, then (``memory_runs``) a long batch for memory."""
+    if memory_runs:  # its own line on the page, beside the setups measured without it
+        setup = replace(setup, label=f"{setup.label}, {memory_runs} runs more for memory")
     result = Result(setup)
     began = time.monotonic()
     rates = [rate * setup.rate_scale for rate in rates]
@@ -450,14 +474,21 @@ def main() -> int:
         "--memory-runs", type=int, default=0, help="then this many runs more, for memory"
     )
     parser.add_argument(
-        "--render", type=Path, help=f"write the page again from saved results ({RESULTS})"
+        "--render",
+        type=Path,
+        nargs="+",
+        help="write the page again from saved results (var/<page>.json), several: one page",
     )
     parser.add_argument("--out", type=Path, default=Path("docs/capacity.md"))
     args = parser.parse_args()
     rates = [float(x) for x in (args.rates or ("6,24" if args.quick else "6,12,24")).split(",")]
     window = args.window or (20.0 if args.quick else 30.0)
     if args.render:
-        results, meta = load(args.render)
+        results, meta = load(args.render[0])
+        for more in args.render[1:]:
+            extra, extra_meta = load(more)
+            results += extra
+            meta["memory_runs"] = meta["memory_runs"] or extra_meta["memory_runs"]
     else:
         started = datetime.now(UTC)
         logging.getLogger("prefect.tasks").setLevel(logging.WARNING)  # a line per .delay()
@@ -471,7 +502,7 @@ def main() -> int:
             "memory_runs": args.memory_runs,
             "window_s": window,
         }
-        save(RESULTS, results, meta)
+        save(RESULTS / f"{args.out.stem}.json", results, meta)
         print(f"measured in {(datetime.now(UTC) - started).total_seconds() / 60:.1f} min")
     write_page(
         args.out,

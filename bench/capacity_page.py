@@ -132,11 +132,17 @@ def tuning(results: list[Result], cores: int) -> str:
         return TUNING.format(measured="(One of the two setups did not run or failed here.)")
     cpu = [sum(x.cpu_per_run.values()) for x in (before, after)]
     limits = [cpu_limit(cores, c) for c in cpu]
+    left = [
+        cpu_limit(max(cores - x.others_cores, 0.01), c)
+        for x, c in zip((before, after), cpu, strict=True)
+    ]
     measured = (
         f"In this sitting: CPU per run {cpu[0]:.2f} -> {cpu[1]:.2f} s, so the CPU limit "
         f"{limits[0]:.1f} -> {limits[1]:.1f} runs/min; sustained {before.achieved:.1f} -> "
         f"{after.achieved:.1f} runs/min ({fraction(before.achieved, limits[0]):.0%} -> "
-        f"{fraction(after.achieved, limits[1]):.0%} of the limit). One sitting on a noisy "
+        f"{fraction(after.achieved, limits[1]):.0%} of the limit, "
+        f"{fraction(before.achieved, left[0]):.0%} -> {fraction(after.achieved, left[1]):.0%} "
+        "of the limit on the cores other processes left free). One sitting on a noisy "
         "machine: read the CPU per run (measured per process) before the runs/min (which "
         "depend on what else the machine did)."
     )
@@ -149,10 +155,12 @@ def plot(results: list[Result], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     top = max((x.offered for r in results for x in r.loads), default=1)
-    ax.plot([0, top], [0, top], color="grey", linestyle=":", label="offered = achieved")
+    low = min((x.achieved for r in results for x in r.loads if x.achieved > 0), default=1)
+    ax.plot([low, top], [low, top], color="grey", linestyle=":", label="offered = achieved")
     for r in results:
         if not r.loads:
             continue
@@ -170,8 +178,12 @@ def plot(results: list[Result], path: Path) -> None:
             s=80,
             color=line.get_color(),
         )
-    ax.set_xlabel("offered load (runs/min)")
-    ax.set_ylabel("achieved (completed runs/min)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(ScalarFormatter())
+    ax.set_xlabel("offered load (runs/min, log scale)")
+    ax.set_ylabel("achieved (completed runs/min, log scale)")
     ax.set_title("Runs/min achieved against offered load (x: batch refused)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -194,7 +206,7 @@ def write_page(
     plot(results, out.parent / PLOT)
     others = [x.others_cores for r in results for x in r.loads]
     shared = others and max(others) > 0.2
-    flags = (" --quick" if quick else "") + (f" --memory-runs {memory_runs}" if memory_runs else "")
+    flags = " --quick" if quick else ""
     lines = [
         HEAD.format(
             flags=flags,
@@ -230,7 +242,8 @@ def write_page(
         "",
         "Median: trigger -> Completed, seconds. Late: the most any run started after its expected "
         "start. CPU: seconds per run of each part. Others: the cores the machine's other "
-        "processes (other sessions, this benchmark's own client) kept busy meanwhile.",
+        "processes (other sessions; not this benchmark, whose own CPU is left out) kept busy "
+        "meanwhile.",
         "",
         "| setup | offered/min | runs | achieved/min | median s | max late s | CPU s per run "
         "| others (cores) | batch |",
@@ -241,10 +254,12 @@ def write_page(
         "",
         "RSS of each long-lived process (the server's main process, each worker, the warm path), "
         "sampled every 2 s over the measured batches; slope: least squares, MiB per 100 runs "
-        "completed. "
+        "completed. Over a few dozen runs the slope mostly shows the processes warming up "
+        "(caches, connection pools), not a leak. "
         + (
-            f"A long batch of {memory_runs} runs more at the sustained rate was part of this run "
-            "(its refusals, if any, are in the memory table's notes below)."
+            f"The setup labelled *{memory_runs} runs more for memory* (`--memory-runs "
+            f"{memory_runs}`, measured by itself, its results rendered into this page) ran a long "
+            "batch at its sustained rate after its batches; how that batch went is under the table."
             if memory_runs
             else "The >= 1,000-run measurement (`--memory-runs 1000`) was **not** part of this "
             "run: the slopes here come from the batches only."
