@@ -148,6 +148,7 @@ def start_worker(
     PATH: the ``python`` of its process flow runs)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     name = f"{socket.gethostname()}-{pool}-{f'{queue}-' if queue else ''}{os.getpid()}"
+    path = f"{bin_dir}{os.pathsep}{env.pop('PATH', os.environ.get('PATH', ''))}"
     return subprocess.Popen(
         [
             str(bin_dir / "prefect"),
@@ -164,7 +165,7 @@ def start_worker(
             api_url,
             PREFECT_WORKER_QUERY_SECONDS=str(poll_s),
             PREFECT_WORKER_PREFETCH_SECONDS=str(max(poll_s, 1.0)),
-            PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            PATH=path,
             **env,
         ),
         stdout=log.open("ab"),

@@ -15,6 +15,7 @@ from packaging.markers import Marker
 from packaging.utils import canonicalize_name
 
 from btc_core.settings import PROJECT_ROOT
+from deployments.processes import start_worker
 from deployments.worker_env import WORKER_VENV, sync, uv_path
 
 # What the main environment gains from the other groups; none of it may reach the worker's.
@@ -101,3 +102,17 @@ def test_the_worker_script_runs_the_worker_on_that_environment_exactly(tmp_path:
     assert Path(PROJECT_ROOT, out[0]) == WORKER_VENV
     assert out[1:7] == ["run", "--frozen", "--exact", "--compile-bytecode", "--group", "platform"]
     assert out[7:12] == ["--group", "lake", "prefect", "worker", "start"]
+
+
+def test_start_worker_puts_its_environment_first_on_the_workers_path(tmp_path: Path) -> None:
+    """``make up``'s worker (deployments/stack.py) is started from ``bin_dir``, first on its PATH
+    (the ``python -m prefect.engine`` of its runs), before a PATH the caller passes."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    prefect = bin_dir / "prefect"
+    prefect.write_text('#!/bin/sh\necho "$0 $PATH"\n')
+    prefect.chmod(0o755)
+    log = tmp_path / "worker.log"
+    worker = start_worker(tmp_path, "http://127.0.0.1:9/api", "p", log, bin_dir=bin_dir, PATH="/x")
+    assert worker.wait(30) == 0
+    assert log.read_text().split() == [str(prefect), f"{bin_dir}{os.pathsep}/x"]
