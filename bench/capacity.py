@@ -59,6 +59,7 @@ from btc_core.settings import PROJECT_ROOT
 from deployments.deploy import prefect_cli, setup_and_deploy
 from deployments.postgres import postgres_url, scratch_database
 from deployments.processes import (
+    BIN,
     log_tail,
     prefect_env,
     start_server,
@@ -69,6 +70,7 @@ from deployments.processes import (
 )
 from deployments.runs import start_run
 from deployments.stack import DEFAULT_POLL_S
+from deployments.worker_env import sync as sync_worker_env
 from infra.ports import pick_port
 
 DEPLOYMENT = "btc-pipeline/btc-hourly"
@@ -80,7 +82,9 @@ FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 class Setup:
     """One setup: its key, label, database, process workers (0: the warm path instead), and the
     settings item 4 tunes: the code source of the deployment (``BTC_CODE_SOURCE``, default git),
-    the pool's concurrency limit and the workers' polling interval."""
+    the pool's concurrency limit and the workers' polling interval; the workers run from their
+    own environment var/worker-venv as ``make up``'s do (``worker_venv``; results saved before
+    it existed were measured with workers on .venv)."""
 
     key: str
     label: str
@@ -89,6 +93,7 @@ class Setup:
     code_source: str = ""
     pool_limit: int | None = None
     poll_s: float = DEFAULT_POLL_S
+    worker_venv: bool = True
     rate_scale: float = 1.0  # the offered rates are multiplied by it (the warm path: far faster)
 
     @property
@@ -385,6 +390,7 @@ def bring_up(setup: Setup, workdir: Path) -> Iterator[Stack]:
                 "btc-process",
                 str(setup.pool_limit),
             )
+        bin_dir = sync_worker_env() if setup.worker_venv else BIN
         for i in range(setup.workers):
             log = workdir / f"worker{i + 1}.log"
             worker = start_worker(
@@ -393,6 +399,7 @@ def bring_up(setup: Setup, workdir: Path) -> Iterator[Stack]:
                 "btc-process",
                 log,
                 setup.poll_s,
+                bin_dir=bin_dir,
                 BTC_DB_PATH=db,
                 BTC_NOTIFY="none",
                 BTC_ARTIFACTS="summary",
@@ -437,7 +444,9 @@ def measure(setup: Setup, rates: list[float], window_s: float, memory_runs: int)
                     window = memory_runs / rate * 60
                     result.memory_batch = offer(stack, result, rate, window, 600, done)
         except (RuntimeError, TimeoutError, httpx.HTTPError) as exc:
-            result.failed = str(exc).splitlines()[0][:300]
+            lines = [line for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
+            result.failed = " / ".join(dict.fromkeys([lines[0], *lines[-2:]]))[:400]
+            print(f"{setup.label}: failed: {exc}", flush=True)
     print(f"{setup.label}: done in {time.monotonic() - began:.0f} s", flush=True)
     return result
 
@@ -453,7 +462,7 @@ def load(path: Path) -> tuple[list[Result], dict[str, Any]]:
     data = json.loads(path.read_text())
     results = [
         Result(
-            Setup(**r["setup"]),
+            Setup(**{"worker_venv": False, **r["setup"]}),
             [Load(**x) for x in r["loads"]],
             [(n, rss) for n, rss in r["memory"]],
             r["failed"],

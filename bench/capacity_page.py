@@ -48,9 +48,12 @@ def setup_row(result: Result) -> str:
     """What a setup runs."""
     s = result.setup
     if s.warm:
-        return f"| {s.label} | {s.backend} | none: `python -m flows.warm` | in-process | | |"
+        return (
+            f"| {s.label} | {s.backend} | none: `python -m flows.warm` (.venv) | in-process | | |"
+        )
+    venv = "var/worker-venv" if s.worker_venv else ".venv"
     return (
-        f"| {s.label} | {s.backend} | {s.workers} | {s.code_source or 'git'} "
+        f"| {s.label} | {s.backend} | {s.workers} ({venv}) | {s.code_source or 'git'} "
         f"| {s.pool_limit or 'none'} | {s.poll_s:g} s |"
     )
 
@@ -119,6 +122,11 @@ same otherwise, `make up`'s defaults):
   wait, Scheduled, and start one after the other.
 - **worker polling every 2 s** instead of 0.5 s: each poll costs the server CPU (about 18 ms,
   docs/prefect-cost.md) whether or not a run is due; a run then waits up to 2 s to be picked up.
+
+Not changed here, Prefect's: where `create_default_context (ssl.py)` is on top of a profile, the
+process is loading certifi's CA bundle into a new SSL context. Prefect 3's `PrefectClient` and
+`SyncPrefectClient` do that each time one is created, whether the API is https or, as here,
+plain http on 127.0.0.1 (`prefect/client/orchestration/__init__.py`, the `verify` default).
 
 {measured}
 """
@@ -221,7 +229,8 @@ def write_page(
         ),
         "## Setups",
         "",
-        "| setup | database | process workers | code source | pool limit | worker polls every |",
+        "| setup | database | process workers (environment) | code source | pool limit "
+        "| worker polls every |",
         "|---|---|---|---|---|---|",
         *(setup_row(r) for r in results),
         "",
