@@ -130,3 +130,19 @@ def test_hot_functions_of_a_py_spy_raw_profile(tmp_path):
         "`_compile_bytecode (<frozen x>)` 60%; `select (selectors.py)` 40%"
     )
     assert hot_functions(tmp_path / "missing.txt") == ""
+
+
+def test_results_saved_and_loaded_again_for_render(tmp_path):
+    import json
+
+    from bench.capacity import SETUPS, Load, Result, load, save
+
+    ok = Load(6, 3, 6.0, None, 5.0, 1.0, {"server": 1.0}, 0.5, "")
+    results = [Result(SETUPS["b"], [ok], [(0, {"server": 300.0}), (3, {"server": 301.0})])]
+    meta = {"started": "2026-12-07T16:00:00+00:00", "cores": 2}
+    save(tmp_path / "r.json", results, meta)
+    assert load(tmp_path / "r.json") == (results, meta)
+    older = json.loads((tmp_path / "r.json").read_text())
+    del older["results"][0]["setup"]["worker_venv"]  # saved before workers had their own venv
+    (tmp_path / "r.json").write_text(json.dumps(older))
+    assert load(tmp_path / "r.json")[0][0].setup.worker_venv is False
