@@ -42,6 +42,7 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import Task
 from prefect.utilities.annotations import quote
+from prefect.utilities.asyncutils import run_coro_as_sync
 from pydantic import Field
 
 from btc_core import pipeline
@@ -104,7 +105,7 @@ async def off_loop(call: Callable[..., T], *args: Any) -> T:
     return await done
 
 
-def runtime_settings(**overrides: object) -> Settings:
+async def runtime_settings(**overrides: object) -> Settings:
     """Settings from the worker's environment, with secrets from Secret blocks if configured.
 
     Read once per flow run and handed to the tasks. With ``BTC_SECRETS_FROM=env`` (strict
@@ -116,8 +117,8 @@ def runtime_settings(**overrides: object) -> Settings:
     if settings.secrets_from == "prefect-blocks":
         found = {}
         for field, block in SECRET_BLOCKS.items():
-            # _sync: Prefect's async_dispatch switch (its own code uses it the same way)
-            value = Secret.load(block, _sync=True).get()  # type: ignore[call-arg,union-attr]
+            secret: Secret[str] = await Secret.aload(block)
+            value = secret.get()
             if value and value != PLACEHOLDER:
                 found[field] = value
         settings = settings.replace(**found)
@@ -317,7 +318,7 @@ async def btc_pipeline(
     instead of the latest price (a replay file is always read whole). Secrets are never
     parameters.
     """
-    settings = runtime_settings(source=source)
+    settings = await runtime_settings(source=source)
     live = settings.source != "replay"
     return await cycle(
         settings, Window.last_hours(lookback_hours) if lookback_hours and live else None
@@ -348,7 +349,7 @@ def btc_backfill(
     extracts mapped over the chunks, ``max_parallel`` at a time; each load (and the daily averages
     of its days) queues on the store's single writer. Days without data inside the window are no
     error, as for the plain CLI (splitting a file by day made each empty day a failed extract)."""
-    settings = runtime_settings(source=source)
+    settings = run_coro_as_sync(runtime_settings(source=source))  # a sync flow
     parts = pipeline.backfill_chunks(settings, Window.days(start, end))
     extract_part, load_part = with_policy(extract, settings), with_policy(load, settings)
     loaded = 0

@@ -27,7 +27,7 @@ from flows.btc import off_loop, retry_if_transient, runtime_settings, writer_gua
 @guarded
 async def compact(keep_hours: float) -> str:
     """Compact the lake under the writer limit; the data files per table before and after."""
-    settings = runtime_settings()
+    settings = await runtime_settings()
     store = store_for(settings)
     if not isinstance(store, LakeStore):
         return f"nothing to compact: {store.describe()} (BTC_STORE_URL is not a DuckLake)"

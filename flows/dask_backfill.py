@@ -27,6 +27,7 @@ import sys
 from datetime import date, timedelta
 
 from prefect import flow, unmapped
+from prefect.utilities.asyncutils import run_coro_as_sync
 from prefect_dask import DaskTaskRunner
 
 from btc_core.observations import Window
@@ -59,7 +60,7 @@ def btc_backfill_dask(
     single-writer lock."""
     if days_per_task < 1:
         raise ValueError("days_per_task must be >= 1")
-    settings = runtime_settings(source=source)
+    settings = run_coro_as_sync(runtime_settings(source=source))  # a sync flow
     windows = list(Window.days(start, end).chunks(timedelta(days=days_per_task)))
     # Not quote(settings) as in flows/btc.py: Dask reads tuples in a task's arguments as tasks of
     # its own graph, and a quote is a tuple, so the tasks would receive a bare tuple.

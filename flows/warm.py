@@ -82,7 +82,7 @@ async def btc_refresh(source: str | None = None) -> str:
     if run_id:
         running.add(run_id)
     try:
-        return await cycle(runtime_settings(source=source), None)
+        return await cycle(await runtime_settings(source=source), None)
     finally:
         running.discard(run_id)
 
