@@ -70,8 +70,9 @@ def summary_row(result: Result, cores: int) -> str:
     part, share = bottleneck(best.cpu_per_run)
     hot = f"; py-spy of {best.profile}" if best.profile else ""
     left = cpu_limit(max(cores - best.others_cores, 0.01), per_run)
+    refused = "".join(f" ({x.offered:g}/min refused)" for x in result.loads if x.refused)
     return (
-        f"| {label} | {best.achieved:.1f} | {per_run:.2f} | {limit:.1f} "
+        f"| {label} | {best.achieved:.1f}{refused} | {per_run:.2f} | {limit:.1f} "
         f"| {fraction(best.achieved, limit):.0%} | {left:.1f} ({fraction(best.achieved, left):.0%}) "
         f"| {part} ({share:.0%} of the CPU){hot} |"
     )
@@ -98,9 +99,11 @@ def memory_rows(result: Result) -> list[str]:
     for part in result.memory[0][1]:
         runs = [float(n) for n, rss in result.memory]
         values = [rss[part] for _, rss in result.memory]
+        half = len(runs) // 2
         rows.append(
             f"| {result.setup.label} | {part} | {int(runs[-1])} | {values[0]:.0f} "
-            f"| {values[-1]:.0f} | {slope_per_100(runs, values):+.1f} |"
+            f"| {values[-1]:.0f} | {slope_per_100(runs, values):+.1f} "
+            f"| {slope_per_100(runs[half:], values[half:]):+.1f} |"
         )
     return rows
 
@@ -274,8 +277,9 @@ def write_page(
             "run: the slopes here come from the batches only."
         ),
         "",
-        "| setup | process | runs | RSS start MiB | RSS end MiB | MiB per 100 runs |",
-        "|---|---|---|---|---|---|",
+        "| setup | process | runs | RSS start MiB | RSS end MiB | MiB per 100 runs "
+        "| the same, second half of the samples |",
+        "|---|---|---|---|---|---|---|",
         *(row for r in results for row in memory_rows(r)),
         "",
         *(

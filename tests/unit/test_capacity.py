@@ -110,7 +110,9 @@ def test_the_page_reports_a_setup_whose_every_batch_was_refused_as_failed():
     assert "**failed**: 10 runs started Late" in summary_row(Result(setup, [refused]), cores=2)
     row = summary_row(Result(setup, [ok, refused]), cores=2)
     # 2 cores x 60 / 4 CPU s = 30 runs/min; others kept 0.1 core busy: 28.5 on the 1.9 left
-    assert row.startswith("| SQLite + 1 worker | 6.0 | 4.00 | 30.0 | 20% | 28.5 (21%) | flow-run")
+    assert row.startswith(
+        "| SQLite + 1 worker | 6.0 (24/min refused) | 4.00 | 30.0 | 20% | 28.5 (21%) | flow-run"
+    )
 
 
 def test_hot_functions_of_a_py_spy_raw_profile(tmp_path):
