@@ -42,7 +42,7 @@ def sync(venv: Path = WORKER_VENV, groups: str | None = None) -> Path:
     """Make ``venv`` hold exactly the locked project with its default groups (and ``groups``);
     return its ``bin`` folder, the one to put first on the worker's PATH."""
     run_checked(
-        [uv_path(), "sync", "--frozen", "--compile-bytecode", "--quiet", *group_args(groups)],
+        [uv_path(), "sync", "--frozen", "--quiet", *group_args(groups)],
         env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv)},
         timeout_s=900,
         what=f"uv sync of the worker environment {venv}",

@@ -3,6 +3,7 @@ project (tests/readme.py walks them; tests/hosts/test_fresh_machine.py on a stoc
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -84,4 +85,17 @@ def shell(tmp_path) -> Shell:
 
 @pytest.mark.timeout(1800)
 def test_the_readme_works_as_written_in_a_new_shell(shell: Shell):
+    """Then, in the same copy, the Makefile's other targets for the local stack and the plain
+    pipeline (`make status` while the demo runs, and after `make down`; `make plain`)."""
     walk_readme(shell, MAX_DEMO_LINES)
+    status = shell("make status").stdout
+    assert f"server {shell.api_url().removesuffix('/api')} PID" in status and ": running" in status
+    assert "DEAD" not in status, status
+    shell("make down")
+    gone = subprocess.run(["make", "status"], cwd=shell.folder, env=new_shell(), text=True,
+                          capture_output=True)  # fmt: skip
+    assert gone.returncode != 0 and "not running" in gone.stdout, gone.stdout
+    shell("make plain")
+    export = json.loads((shell.folder / "var" / "daily_avg.json").read_text())
+    assert len(export) == 92 and export[-1]["day"] == "2023-12-31", export[-1]
+    assert (shell.folder / "var" / "daily_avg_90d.png").read_bytes()[:4] == b"\x89PNG"
