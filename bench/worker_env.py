@@ -243,21 +243,12 @@ def quiet_server(api_url: str, queues: list[str]) -> None:
     """Schedules off and already scheduled runs deleted (only the benchmark's runs), and a work
     queue of the pool for each name."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from deployments.runs import stop_schedules
+
     with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
-        for deployment in client.read_deployments():
-            for schedule in deployment.schedules:
-                client.update_deployment_schedule(deployment.id, schedule.id, active=False)
-        scheduled = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
-        for flow_run in client.read_flow_runs(flow_run_filter=FlowRunFilter(state=scheduled)):
-            client.delete_flow_run(flow_run.id)
+        stop_schedules(client)
         for queue in queues:
             client.create_work_queue(name=queue, work_pool_name=POOL)
 

@@ -15,6 +15,7 @@ from prefect.logging.handlers import APILogWorker
 
 from btc_core.fake_api import FakeApi
 from deployments.deploy import setup_and_deploy
+from deployments.runs import stop_schedules
 from deployments.setup import ensure_automations, ensure_result_storage
 from infra.image import INFRA, Build, build
 from tests.docker import docker_answers
@@ -22,7 +23,6 @@ from tests.e2e.browser import Browser, browser_missing
 from tests.e2e.hosts import S3, WorkerHost
 from tests.plugin import WebhookSink
 from tests.prefect.conftest import Server, _serve
-from tests.prefect.helpers import stop_schedules
 
 # Crash detection for the tests: heartbeats every 30 s (Prefect's minimum), a run is a zombie
 # after 60 s without one (production: docs/hybrid.md).

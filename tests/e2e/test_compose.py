@@ -29,6 +29,7 @@ from selenium.webdriver.common.keys import Keys
 from btc_core.pipeline import run_cycle
 from btc_core.settings import PROJECT_ROOT, Settings
 from deployments.hybrid import volume_export
+from deployments.runs import stop_schedules
 from infra.compose import COMPOSE_FILE, PUBLIC_FILE, Stack, build_images, compose_command
 from infra.image import Build
 from infra.ports import pick_port
@@ -36,7 +37,7 @@ from tests.e2e.browser import Browser
 from tests.e2e.hosts import flow_run_containers
 from tests.e2e.runs import run
 from tests.e2e.test_docker_pool import export_of, wait_until
-from tests.prefect.helpers import all_task_runs, stop_schedules
+from tests.prefect.helpers import all_task_runs
 
 # The first test that needs the stack pays for the image builds and the start (~4-10 min cold).
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]

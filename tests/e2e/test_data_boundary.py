@@ -15,6 +15,7 @@ from prefect_aws.secrets_manager import AwsSecret
 
 from btc_core.fake_api import FakeApi
 from deployments.deploy import setup_and_deploy
+from deployments.runs import stop_schedules
 from tests.e2e.boundary import (
     artifact_events,
     close_prices,
@@ -29,7 +30,6 @@ from tests.e2e.hosts import S3, WorkerHost
 from tests.e2e.runs import run, settle
 from tests.plugin import WebhookSink
 from tests.prefect.conftest import Server, postgres_serve
-from tests.prefect.helpers import stop_schedules
 
 pytestmark = pytest.mark.integration
 # prefect.yaml gives the process deployments BTC_NOTIFY=stdout, and a job's env wins over the

@@ -14,6 +14,7 @@ import pytest
 
 from deployments.deploy import setup_and_deploy
 from deployments.postgres import postgres_available, postgres_url, scratch_database
+from deployments.runs import stop_schedules
 from deployments.setup import ensure_result_storage
 from tests.e2e.boundary import close_prices, daily_averages, forbidden, leaks, pg_dump_text
 from tests.e2e.conftest import docker_worker_settings
@@ -22,7 +23,7 @@ from tests.e2e.runs import run, settle
 from tests.e2e.test_data_boundary import STRICT_PROCESS_JOB
 from tests.e2e.topology import authed_client, production_stack, redis_db
 from tests.prefect.conftest import Server
-from tests.prefect.helpers import all_task_runs, stop_schedules
+from tests.prefect.helpers import all_task_runs
 
 pytestmark = pytest.mark.integration
 

@@ -34,11 +34,11 @@ import pytest
 
 from btc_core.settings import PROJECT_ROOT
 from deployments.deploy import setup_and_deploy
+from deployments.runs import stop_schedules
 from deployments.setup import ensure_automations
 from infra.ports import pick_port
 from tests.docker import docker_answers
 from tests.prefect.conftest import Server, _serve
-from tests.prefect.helpers import stop_schedules
 
 HERE = Path(__file__).parent
 BASE_IMAGE = "btc-fresh:bookworm"  # the lead's stock server (tests/hosts/test_fresh_machine.py)

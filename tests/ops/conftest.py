@@ -19,8 +19,8 @@ from prefect.client.schemas.actions import WorkPoolUpdate
 from btc_core.settings import PROJECT_ROOT
 from deployments.ha import HaStack, Ports, free_ports
 from deployments.postgres import postgres_available, postgres_url, scratch_database
+from deployments.runs import stop_schedules
 from tests.prefect.conftest import NO_POSTGRES, Server
-from tests.prefect.helpers import stop_schedules
 
 TOOLS = ("haproxy", "prometheus", "promtool", "supervisord", "redis-server")
 # Test speed-ups of Prefect's own loops (production keeps the defaults): the foreman marks a

@@ -18,8 +18,8 @@ from btc_core.fake_api import FakeApi
 from deployments.deploy import setup_and_deploy
 from deployments.postgres import postgres_available, postgres_url, scratch_database
 from deployments.processes import PortTaken, start_server, start_worker, stop, stop_worker
+from deployments.runs import stop_schedules
 from infra.ports import pick_port
-from tests.prefect.helpers import stop_schedules
 from tests.prefect.templates import postgres_template, seed_sqlite
 
 NO_POSTGRES = "PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres"

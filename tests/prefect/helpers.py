@@ -10,12 +10,10 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
     LogFilter,
     LogFilterFlowRunId,
 )
-from prefect.client.schemas.objects import FlowRun, Log, StateType, TaskRun
+from prefect.client.schemas.objects import FlowRun, Log, TaskRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -82,14 +80,3 @@ def logs(client: SyncPrefectClient, flow_run_id: UUID) -> list[Log]:
     return client.read_logs(
         LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200
     )
-
-
-def stop_schedules(client: SyncPrefectClient) -> None:
-    """Only the runs a test starts: deactivate every schedule and delete the runs already
-    scheduled (a btc-interval run on a quarter hour would land in the middle of a scan)."""
-    for deployment in client.read_deployments():
-        for schedule in deployment.schedules:
-            client.update_deployment_schedule(deployment.id, schedule.id, active=False)
-    scheduled = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
-    for flow_run in client.read_flow_runs(flow_run_filter=FlowRunFilter(state=scheduled)):
-        client.delete_flow_run(flow_run.id)

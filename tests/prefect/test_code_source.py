@@ -18,11 +18,10 @@ import duckdb
 import pytest
 
 from deployments.processes import prefect_env, stop
-from deployments.runs import run_now
+from deployments.runs import run_now, stop_schedules
 from tests.e2e.hosts import S3
 from tests.e2e.test_readme import fresh_copy, new_shell
 from tests.prefect.conftest import Server
-from tests.prefect.helpers import stop_schedules
 
 pytestmark = pytest.mark.integration
 GIT = ["git", "-c", "user.name=deployer", "-c", "user.email=deployer@example.invalid"]
