@@ -36,11 +36,17 @@ PROJECT_VARS = ("BTC_", "PREFECT_", "DAGSTER_", "AIRFLOW", "VIRTUAL_ENV", "UV_PR
 
 
 def new_shell() -> dict[str, str]:
-    """The environment of a new shell on this machine: the machine's own variables (certificates,
-    proxies, locale), none of the suite's BTC_, PREFECT_, virtualenv or PYTHON* values."""
+    """The environment of a new login shell on this machine: the machine's own variables
+    (certificates, proxies, locale), none of the suite's BTC_, PREFECT_, virtualenv or PYTHON*
+    values, and ``~/.local/bin`` first on PATH once it exists, as Debian's and Ubuntu's
+    ``~/.profile`` put it (where `make demo` installs uv when the machine has none)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(PROJECT_VARS)}
     venv_bin = str(Path(os.environ.get("VIRTUAL_ENV", PROJECT_ROOT / ".venv")) / "bin")
-    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != venv_bin)
+    paths = [p for p in env["PATH"].split(os.pathsep) if p != venv_bin]
+    local_bin = Path.home() / ".local" / "bin"
+    if local_bin.is_dir() and str(local_bin) not in paths:
+        paths.insert(0, str(local_bin))
+    env["PATH"] = os.pathsep.join(paths)
     return env
 
 
@@ -76,8 +82,7 @@ class Shell:
 
 @pytest.fixture
 def shell(tmp_path) -> Shell:
-    if shutil.which("uv", path=new_shell()["PATH"]) is None:
-        pytest.skip("no `uv` on the PATH of a new shell (pip install uv)")
+    """A fresh copy; `make demo` installs uv itself when no uv is on PATH."""
     copy = Shell(fresh_copy(tmp_path / "btc-orchestration"))
     yield copy
     subprocess.run(["make", "down"], cwd=copy.folder, env=new_shell(), capture_output=True)
