@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -329,13 +329,3 @@ def pause_env(checkout: str, seconds: float) -> dict[str, str]:
         "BTC_TEST_PAUSE_BEFORE_COMMIT_S": f"{seconds:g}",
         "PYTHONPATH": f"{checkout}/tests/hooks",
     }
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> float:
-    """Seconds until ``check()`` holds (read every 0.2 s)."""
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout_s:
-            raise TimeoutError(f"{what}: not within {timeout_s:.0f} s")
-        time.sleep(0.2)
-    return time.monotonic() - started

@@ -20,10 +20,9 @@ from tests.hosts.conftest import (
     pause_env,
     start_host,
     strict_env,
-    wait_until,
 )
 from tests.prefect.conftest import Server
-from tests.prefect.helpers import completed_run
+from tests.prefect.helpers import completed_run, wait_until
 
 UNIT = "btc-prefect-worker@.service"
 SERVICE = f"btc-prefect-worker@{POOL}.service"

@@ -33,10 +33,9 @@ from tests.hosts.conftest import (
     pause_env,
     start_host,
     strict_env,
-    wait_until,
 )
 from tests.prefect.conftest import Server
-from tests.prefect.helpers import wait
+from tests.prefect.helpers import wait, wait_until
 
 DEPLOYMENT = "btc-pipeline/btc-hourly"
 CHECKOUT = f"{HOME}/btc-orchestration"

@@ -16,7 +16,7 @@ from prefect.client.schemas.objects import StateType
 
 from deployments.ha import backend_servers, program_pids
 from tests.ops.conftest import Ha
-from tests.prefect.helpers import all_task_runs, wait
+from tests.prefect.helpers import all_task_runs, wait, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -79,14 +79,6 @@ class UiProbe(threading.Thread):
                     self.in_flight = max(self.in_flight, len(runs.json()))
             next_at += 1
             time.sleep(max(0.0, next_at - time.monotonic()))
-
-
-def wait_until(predicate, timeout_s: float, what: str) -> float:
-    started = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - started < timeout_s, f"{what} not within {timeout_s:.0f} s"
-        time.sleep(0.5)
-    return time.monotonic() - started
 
 
 def test_ha_kill_9_of_a_replica_loses_and_duplicates_no_run(ha: Ha, figure):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from uuid import UUID
 
 import prefect.deployments
@@ -80,3 +81,13 @@ def logs(client: SyncPrefectClient, flow_run_id: UUID) -> list[Log]:
     return client.read_logs(
         LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200
     )
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> float:
+    """Seconds until ``check()`` holds (read every 0.2 s); TimeoutError naming ``what``."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"{what}: not within {timeout_s:.0f} s")
+        time.sleep(0.2)
+    return time.monotonic() - started

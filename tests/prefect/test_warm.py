@@ -19,6 +19,7 @@ from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
 
 from deployments.processes import prefect_env, start_warm_path
 from flows.warm import EVENT, btc_refresh, stale_after
+from tests.prefect.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -88,15 +89,6 @@ def state_of(client, run_id: UUID) -> str:
     return run.state.type.value if run.state else "NONE"
 
 
-def wait_for_state(client, run_id: UUID, wanted: str, timeout_s: float) -> float:
-    """Seconds until the task run is in state ``wanted``."""
-    start = time.monotonic()
-    while (state := state_of(client, run_id)) != wanted:
-        assert time.monotonic() - start < timeout_s, f"{run_id}: {state} after {timeout_s} s"
-        time.sleep(0.25)
-    return time.monotonic() - start
-
-
 def test_no_refresh_is_left_running_after_kill_9_or_sigterm(prefect_server, tmp_path, silent_api):
     """Issue 31 row 5: a refresh against a slow API, its warm process killed -9, stayed Running
     for good (Prefect's zombie rule covers flow runs only). Now the next warm process's sweep
@@ -117,11 +109,11 @@ def test_no_refresh_is_left_running_after_kill_9_or_sigterm(prefect_server, tmp_
     try:
         with prefect_server.in_process(shared), prefect_server.client() as client:
             first = btc_refresh.delay().task_run_id
-            wait_for_state(client, first, "RUNNING", 60)
+            wait_until(lambda: state_of(client, first) == "RUNNING", 60, "the refresh Running")
             procs[0].kill()
             killed_at = time.monotonic()
             procs.append(start_warm_path(env, tmp_path / "next.log"))
-            wait_for_state(client, first, "CRASHED", stale_after(1) + 60)
+            wait_until(lambda: state_of(client, first) == "CRASHED", stale_after(1) + 60, "swept")
             took = time.monotonic() - killed_at
             assert took >= stale_after(1) - 3, f"Crashed {took:.1f} s after the kill: too early"
             assert "no heartbeat" in (client.read_task_run(first).state.message or "")
@@ -134,7 +126,7 @@ def test_no_refresh_is_left_running_after_kill_9_or_sigterm(prefect_server, tmp_
             print(f"kill -9: Crashed {took:.1f} s later, with {len(children)} child task runs")
 
             second = btc_refresh.delay().task_run_id
-            wait_for_state(client, second, "RUNNING", 60)
+            wait_until(lambda: state_of(client, second) == "RUNNING", 60, "the 2nd refresh Running")
             time.sleep(stale_after(1) + 3)  # sweeps of its own process meanwhile
             assert state_of(client, second) == "RUNNING"
             procs[1].send_signal(signal.SIGTERM)
